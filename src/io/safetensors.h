@@ -1,0 +1,94 @@
+// safetensors files, read through mmap (no copy) and written for `dsv3 init` and checkpoints.
+// Format: 8-byte little-endian header length N, N bytes of JSON
+// {"name": {"dtype": "BF16", "shape": [..], "data_offsets": [begin, end]}, "__metadata__": {..}},
+// then the data section; offsets are relative to the data section.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/tensor.h"
+
+namespace dsv3 {
+
+struct SafetensorsEntry {
+  DType dtype;
+  Shape shape;
+  size_t begin = 0;  // byte offsets into the data section
+  size_t end = 0;
+};
+
+// One mmapped .safetensors file. Every header field is validated on open (offsets in bounds,
+// sizes = numel × dtype size, no overlaps, known dtypes); errors name the file and the tensor.
+class SafetensorsFile {
+ public:
+  explicit SafetensorsFile(const std::string& path);
+  ~SafetensorsFile();
+  SafetensorsFile(const SafetensorsFile&) = delete;
+  SafetensorsFile& operator=(const SafetensorsFile&) = delete;
+
+  const std::string& path() const { return path_; }
+  bool has(const std::string& name) const { return entries_.count(name) != 0; }
+  TensorView get(const std::string& name) const;  // throws naming file and tensor when missing
+  const std::map<std::string, SafetensorsEntry>& entries() const { return entries_; }
+  const std::map<std::string, std::string>& metadata() const { return metadata_; }
+
+ private:
+  std::string path_;
+  void* map_ = nullptr;
+  size_t map_size_ = 0;
+  const uint8_t* data_section_ = nullptr;
+  std::map<std::string, SafetensorsEntry> entries_;
+  std::map<std::string, std::string> metadata_;
+};
+
+// All tensors of a checkpoint directory: `model.safetensors`, or the shards listed by
+// `model.safetensors.index.json` (its "weight_map": name -> file), or every *.safetensors file.
+class TensorStore {
+ public:
+  static TensorStore open_dir(const std::string& dir);
+  static TensorStore open_file(const std::string& path);
+
+  bool has(const std::string& name) const { return file_of_.count(name) != 0; }
+  TensorView get(const std::string& name) const;  // error names the directory and tensor
+  // get() plus checks: error names the file, tensor, expected and actual shape.
+  TensorView get(const std::string& name, const Shape& expected_shape) const;
+  const std::string& file_of(const std::string& name) const;
+  std::vector<std::string> names() const;
+  const std::string& dir() const { return dir_; }
+
+ private:
+  std::string dir_;
+  std::vector<std::unique_ptr<SafetensorsFile>> files_;
+  std::map<std::string, const SafetensorsFile*> file_of_;
+};
+
+// Collects tensors (copied or borrowed) and writes them as one file or as Hugging Face shards.
+class SafetensorsWriter {
+ public:
+  // Borrowed: `data` must stay valid until write.
+  void add(const std::string& name, DType dtype, const Shape& shape, const void* data);
+  void add(const std::string& name, Tensor tensor);  // owned
+  void set_metadata(const std::string& key, const std::string& value) { metadata_[key] = value; }
+
+  void write_file(const std::string& path) const;
+  // Writes model-00001-of-0000N.safetensors ... with at most max_shard_bytes each (a tensor is never
+  // split) plus model.safetensors.index.json; a single shard is written as model.safetensors.
+  void write_sharded(const std::string& dir, size_t max_shard_bytes) const;
+
+ private:
+  struct Item {
+    std::string name;
+    DType dtype;
+    Shape shape;
+    const void* data;
+  };
+  std::vector<Item> items_;
+  std::vector<Tensor> owned_;
+  std::map<std::string, std::string> metadata_;
+};
+
+}  // namespace dsv3

@@ -1,0 +1,42 @@
+// Linear layers: y = x · Wᵀ for weights stored as in Hugging Face checkpoints ([out, in], row-major)
+// in F32, BF16, F16 or FP8 E4M3 with 128×128 block scales (SPEC.md §1, "weight_scale_inv").
+// FP8 weights stay one byte per parameter; they are dequantized inside the kernels.
+#pragma once
+
+#include <cstdint>
+
+#include "core/dtype.h"
+#include "core/tensor.h"
+
+namespace dsv3 {
+
+struct LinearWeight {
+  DType dtype = DType::F32;
+  int64_t rows = 0;  // out features
+  int64_t cols = 0;  // in features
+  const void* data = nullptr;
+  // FP8 only: scale_inv[(r / block) * ceil(cols / block) + c / block]; dequantized = value × scale.
+  const float* scale_inv = nullptr;
+  int64_t block = 128;
+
+  int64_t scale_cols() const { return (cols + block - 1) / block; }
+  // Dequantized element (reference definition).
+  float at(int64_t r, int64_t c) const;
+  size_t weight_bytes() const;  // bytes read by one pass over the weight (data + scales)
+};
+
+// What the activations are rounded to inside the kernel. `f32` is exact w.r.t. the stored weights
+// (used by `dsv3 logits` and the tests); `bf16` rounds activations to bfloat16, as DeepSeek's
+// reference inference does, and is the fast default for generation.
+enum class Precision { f32, bf16 };
+
+// y[t, r] = Σ_c W[r, c] · x[t, c] for t < n_tokens. x: [n_tokens, cols], y: [n_tokens, rows], both f32.
+// Dispatches to the fastest kernel for the dtype, shape and machine.
+void linear(const LinearWeight& w, const float* x, float* y, int64_t n_tokens, Precision precision);
+
+namespace reference {
+// The scalar twin every fast linear kernel is tested against (accumulates in double).
+void linear(const LinearWeight& w, const float* x, float* y, int64_t n_tokens, Precision precision);
+}  // namespace reference
+
+}  // namespace dsv3
