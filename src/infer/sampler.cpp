@@ -1,0 +1,68 @@
+#include "infer/sampler.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "core/error.h"
+
+namespace dsv3 {
+
+int32_t argmax(const float* logits, int64_t n) {
+  int64_t best = 0;
+  for (int64_t i = 1; i < n; ++i) {
+    if (logits[i] > logits[best]) best = i;
+  }
+  return int32_t(best);
+}
+
+Sampler::Sampler(const SamplingParams& params) : params_(params), rng_(params.seed) {
+  DSV3_CHECK(params.temperature >= 0 && std::isfinite(params.temperature),
+             "[sampler] temperature must be >= 0, got ", params.temperature);
+  DSV3_CHECK(params.top_k >= 0, "[sampler] top-k must be >= 0, got ", params.top_k);
+  DSV3_CHECK(params.top_p > 0 && params.top_p <= 1, "[sampler] top-p must be in (0, 1], got ", params.top_p);
+}
+
+int32_t Sampler::sample(const float* logits, int64_t vocab) {
+  if (params_.temperature == 0.0f) return argmax(logits, vocab);
+
+  // Candidates sorted by logit, best first; top-k keeps only the first k.
+  const int64_t k = params_.top_k > 0 ? std::min(params_.top_k, vocab) : vocab;
+  candidates_.resize(size_t(vocab));
+  for (int64_t i = 0; i < vocab; ++i) candidates_[size_t(i)] = {logits[i], int32_t(i)};
+  auto by_logit = [](const auto& a, const auto& b) {
+    return a.first > b.first || (a.first == b.first && a.second < b.second);
+  };
+  std::partial_sort(candidates_.begin(), candidates_.begin() + k, candidates_.end(), by_logit);
+  candidates_.resize(size_t(k));
+
+  // Softmax of logit / temperature over the survivors.
+  const float max_logit = candidates_[0].first;
+  double total = 0;
+  for (auto& c : candidates_) {
+    c.first = float(std::exp(double(c.first - max_logit) / params_.temperature));
+    total += c.first;
+  }
+  // Top-p: the smallest prefix whose probability mass reaches top_p.
+  size_t keep = candidates_.size();
+  if (params_.top_p < 1.0f) {
+    double mass = 0;
+    for (size_t i = 0; i < candidates_.size(); ++i) {
+      mass += candidates_[i].first / total;
+      if (mass >= params_.top_p) {
+        keep = i + 1;
+        break;
+      }
+    }
+  }
+  double kept_total = 0;
+  for (size_t i = 0; i < keep; ++i) kept_total += candidates_[i].first;
+  const double r = std::uniform_real_distribution<double>(0.0, kept_total)(rng_);
+  double acc = 0;
+  for (size_t i = 0; i < keep; ++i) {
+    acc += candidates_[i].first;
+    if (r < acc) return candidates_[i].second;
+  }
+  return candidates_[keep - 1].second;
+}
+
+}  // namespace dsv3

@@ -1,0 +1,43 @@
+// Internal to src/ops/cpu: the pieces `linear` (linear.cpp) is assembled from.
+//   gemv.cpp         — weight-streaming kernels for few tokens (decode, speculative batches, small MoE batches)
+//   gemm_onednn.cpp  — oneDNN f32 matmul on dequantized row chunks for many tokens (prefill)
+#pragma once
+
+#include <cstdint>
+
+#include "ops/linear.h"
+
+namespace dsv3::cpu {
+
+// Activations are packed once per call into chunks of 16 columns, zero-padded to a multiple of 16,
+// in the order the weight decoder of the dtype produces its two 8-lane halves:
+//   natural:  x0..x7 | x8..x15                (F32, F16 weights)
+//   even_odd: x0,x2,..,x14 | x1,x3,..,x15     (BF16 and FP8 weights: decoding pairs of elements from
+//                                              32-bit or 16-bit lanes yields even and odd elements apart)
+enum class XLayout { natural, even_odd };
+
+constexpr int64_t kChunk = 16;
+inline int64_t padded_cols(int64_t cols) { return (cols + kChunk - 1) / kChunk * kChunk; }
+
+// True when this build has the vector GEMV (AVX2 + FMA + F16C); otherwise callers use the reference.
+bool gemv_available();
+XLayout gemv_x_layout(DType dtype);
+
+// x: [n_tokens, cols] -> out: [n_tokens, padded_cols(cols)], rounded to bf16 values for Precision::bf16.
+void pack_activations(const float* x, int64_t n_tokens, int64_t cols, Precision precision, XLayout layout,
+                      float* out);
+
+// y[t, r] for rows [row_begin, row_end), all n_tokens; x_packed from pack_activations.
+// Single-threaded; linear.cpp splits rows across threads.
+void gemv_rows(const LinearWeight& w, const float* x_packed, int64_t n_tokens, float* y, int64_t row_begin,
+               int64_t row_end);
+
+// Writes the dequantized rows [row_begin, row_end) of w to out ([row_end - row_begin, cols], f32).
+// Vectorized (same decoders as the GEMV); single-threaded.
+void dequantize_rows_f32(const LinearWeight& w, int64_t row_begin, int64_t row_end, float* out);
+
+// oneDNN f32 matmul y[n_tokens, rows] = x · Wᵀ (x already rounded as the precision requires).
+// Returns false when oneDNN cannot create the primitive (the caller falls back to the GEMV).
+bool gemm_onednn(const LinearWeight& w, const float* x, int64_t n_tokens, float* y);
+
+}  // namespace dsv3::cpu

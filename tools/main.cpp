@@ -1,0 +1,47 @@
+// dsv3: run DeepSeek-V3 / V2 checkpoints from their Hugging Face files.
+#include <cstdio>
+#include <map>
+
+#include "commands.h"
+#include "core/error.h"
+#include "core/parallel.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"dsv3: DeepSeek-V3 and V2 models from their Hugging Face files, on CPU"};
+  app.require_subcommand(1);
+  app.fallthrough();  // --threads may come after the subcommand
+  app.set_help_all_flag("--help-all", "Print help for every subcommand");
+  int threads = 0;
+  app.add_option("--threads", threads, "Worker threads (default: all cores)");
+
+  std::map<CLI::App*, dsv3::cli::Runner> runners;
+  auto add = [&](auto adder, CLI::App& parent) {
+    const size_t before = parent.get_subcommands({}).size();
+    dsv3::cli::Runner run = adder(parent);
+    runners[parent.get_subcommands({}).at(before)] = std::move(run);
+  };
+  add(dsv3::cli::add_init, app);
+  add(dsv3::cli::add_generate, app);
+  add(dsv3::cli::add_chat, app);
+  add(dsv3::cli::add_tokenize, app);
+  add(dsv3::cli::add_logits, app);
+  add(dsv3::cli::add_info, app);
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  try {
+    dsv3::set_num_threads(threads);
+    for (auto& [sub, run] : runners)
+      if (sub->parsed()) return run();
+  } catch (const dsv3::Error& e) {
+    std::fprintf(stderr, "dsv3: error: %s\n", e.what());
+    return 1;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "dsv3: error: %s\n", e.what());
+    return 1;
+  }
+  return 1;
+}
