@@ -95,7 +95,7 @@ int run_chat(const GenerateArgs& a) {
     std::fflush(stdout);
     if (!std::getline(std::cin, line) || line.empty()) break;
     messages.push_back({"user", line});
-    const std::vector<int32_t> all = tokenizer.encode(format_chat(messages, /*add_generation_prompt=*/true));
+    const std::vector<int32_t> all = encode_chat(tokenizer, messages, /*add_generation_prompt=*/true);
     size_t common = 0;
     while (common < cached.size() && common < all.size() && cached[common] == all[common]) ++common;
     if (common == all.size()) --common;  // always run at least one token to get logits

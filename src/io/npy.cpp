@@ -54,7 +54,8 @@ Tensor read_npy_f32(const std::string& path) {
              ": no shape in header");
   Shape shape;
   const std::string dims = m[1];
-  for (std::sregex_iterator it(dims.begin(), dims.end(), std::regex("[0-9]+")), end; it != end; ++it)
+  const std::regex number("[0-9]+");
+  for (std::sregex_iterator it(dims.begin(), dims.end(), number), end; it != end; ++it)
     shape.push_back(std::stoll(it->str()));
   Tensor t(DType::F32, shape);
   in.read(static_cast<char*>(t.data()), std::streamsize(t.nbytes()));
