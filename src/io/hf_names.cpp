@@ -42,8 +42,7 @@ void add_block(SpecList& s, const ModelConfig& c, int64_t layer) {
   }
   s.add(a + "kv_a_proj_with_mqa.weight", {c.kv_lora_rank + c.qk_rope_head_dim, H}, TensorRole::linear);
   s.add(a + "kv_a_layernorm.weight", {c.kv_lora_rank}, TensorRole::norm);
-  s.add(a + "kv_b_proj.weight", {heads * (c.qk_nope_head_dim + c.v_head_dim), c.kv_lora_rank},
-        TensorRole::linear);
+  s.add(a + "kv_b_proj.weight", {heads * (c.qk_nope_head_dim + c.v_head_dim), c.kv_lora_rank}, TensorRole::linear);
   s.add(a + "o_proj.weight", {H, heads * c.v_head_dim}, TensorRole::linear);
 
   s.add(p + "post_attention_layernorm.weight", {H}, TensorRole::norm);
@@ -57,8 +56,7 @@ void add_block(SpecList& s, const ModelConfig& c, int64_t layer) {
   if (c.topk_method == TopkMethod::noaux_tc) s.add(m + "gate.e_score_correction_bias", {E}, TensorRole::router_bias);
   for (int64_t e = 0; e < E; ++e) add_mlp(s, cat(m, "experts.", e, "."), H, c.moe_intermediate_size);
   // The shared experts are fused into one MLP of n_shared_experts × moe_intermediate_size.
-  if (c.n_shared_experts > 0)
-    add_mlp(s, m + "shared_experts.", H, c.n_shared_experts * c.moe_intermediate_size);
+  if (c.n_shared_experts > 0) add_mlp(s, m + "shared_experts.", H, c.n_shared_experts * c.moe_intermediate_size);
 }
 
 }  // namespace

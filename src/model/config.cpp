@@ -13,9 +13,8 @@
 #include <cmath>
 #include <fstream>
 #include <limits>
-#include <sstream>
-
 #include <nlohmann/json.hpp>
+#include <sstream>
 
 #include "core/error.h"
 
@@ -127,8 +126,8 @@ RopeScaling parse_rope_scaling(const json& j, const std::string& source, const s
   r.beta_fast = f.number("beta_fast", 32.0);
   r.beta_slow = f.number("beta_slow", 1.0);
   if (!(r.beta_slow > 0) || !(r.beta_fast >= r.beta_slow))
-    f.fail("beta_fast", cat("and beta_slow must satisfy beta_fast >= beta_slow > 0, got ",
-                            r.beta_fast, " and ", r.beta_slow));
+    f.fail("beta_fast",
+           cat("and beta_slow must satisfy beta_fast >= beta_slow > 0, got ", r.beta_fast, " and ", r.beta_slow));
   r.mscale = f.number("mscale", 1.0);
   r.mscale_all_dim = f.number("mscale_all_dim", 0.0);
   if (r.mscale < 0) f.fail("mscale", cat("must be >= 0, got ", r.mscale));
@@ -214,18 +213,25 @@ ModelConfig parse_model_config(const std::string& json_text, const std::string& 
   c.n_routed_experts = f.non_negative("n_routed_experts", f.optional_int("n_routed_experts", 0));
   c.first_k_dense_replace = f.non_negative("first_k_dense_replace", f.optional_int("first_k_dense_replace", 0));
   if (c.first_k_dense_replace > c.num_hidden_layers)
-    f.fail("first_k_dense_replace", cat("must be <= num_hidden_layers (", c.num_hidden_layers, "), got ",
-                                        c.first_k_dense_replace));
+    f.fail("first_k_dense_replace",
+           cat("must be <= num_hidden_layers (", c.num_hidden_layers, "), got ", c.first_k_dense_replace));
   c.moe_layer_freq = f.positive("moe_layer_freq", f.optional_int("moe_layer_freq", 1));
   const std::string scoring = f.string("scoring_func", v3 ? "sigmoid" : "softmax");
-  if (scoring == "sigmoid") c.scoring_func = ScoringFunc::sigmoid;
-  else if (scoring == "softmax") c.scoring_func = ScoringFunc::softmax;
-  else f.fail("scoring_func", cat("must be \"sigmoid\" or \"softmax\", got \"", scoring, "\""));
+  if (scoring == "sigmoid")
+    c.scoring_func = ScoringFunc::sigmoid;
+  else if (scoring == "softmax")
+    c.scoring_func = ScoringFunc::softmax;
+  else
+    f.fail("scoring_func", cat("must be \"sigmoid\" or \"softmax\", got \"", scoring, "\""));
   const std::string topk = f.string("topk_method", v3 ? "noaux_tc" : "greedy");
-  if (topk == "noaux_tc") c.topk_method = TopkMethod::noaux_tc;
-  else if (topk == "greedy") c.topk_method = TopkMethod::greedy;
-  else if (topk == "group_limited_greedy") c.topk_method = TopkMethod::group_limited_greedy;
-  else f.fail("topk_method", cat("must be \"noaux_tc\", \"greedy\" or \"group_limited_greedy\", got \"", topk, "\""));
+  if (topk == "noaux_tc")
+    c.topk_method = TopkMethod::noaux_tc;
+  else if (topk == "greedy")
+    c.topk_method = TopkMethod::greedy;
+  else if (topk == "group_limited_greedy")
+    c.topk_method = TopkMethod::group_limited_greedy;
+  else
+    f.fail("topk_method", cat("must be \"noaux_tc\", \"greedy\" or \"group_limited_greedy\", got \"", topk, "\""));
   // The released combinations: V3 scores with sigmoid and selects with the bias (noaux_tc);
   // V2 / V2.5 score with softmax and select greedily (optionally group-limited). Hugging Face's
   // modeling code implements exactly these pairs, so anything else is a broken config.
@@ -238,15 +244,14 @@ ModelConfig parse_model_config(const std::string& json_text, const std::string& 
     f.fail("routed_scaling_factor", cat("must be > 0, got ", c.routed_scaling_factor));
   c.n_group = f.positive("n_group", f.optional_int("n_group", v3 && !f.has("n_group") ? 8 : 1));
   c.topk_group = f.positive("topk_group", f.optional_int("topk_group", v3 && !f.has("topk_group") ? 4 : 1));
-  if (c.topk_group > c.n_group)
-    f.fail("topk_group", cat("must be <= n_group (", c.n_group, "), got ", c.topk_group));
+  if (c.topk_group > c.n_group) f.fail("topk_group", cat("must be <= n_group (", c.n_group, "), got ", c.topk_group));
   if (c.n_routed_experts > 0) {
     f.require("moe_intermediate_size");
     c.moe_intermediate_size = f.positive("moe_intermediate_size", f.required_int("moe_intermediate_size"));
     c.num_experts_per_tok = f.positive("num_experts_per_tok", f.required_int("num_experts_per_tok"));
     if (c.num_experts_per_tok > c.n_routed_experts)
-      f.fail("num_experts_per_tok", cat("must be <= n_routed_experts (", c.n_routed_experts, "), got ",
-                                        c.num_experts_per_tok));
+      f.fail("num_experts_per_tok",
+             cat("must be <= n_routed_experts (", c.n_routed_experts, "), got ", c.num_experts_per_tok));
     f.require("n_shared_experts", " (use null or 0 for none)");
     c.n_shared_experts = f.non_negative("n_shared_experts", f.optional_int("n_shared_experts", 0));
     if (c.n_routed_experts % c.n_group != 0)
@@ -259,6 +264,10 @@ ModelConfig parse_model_config(const std::string& json_text, const std::string& 
     if (c.topk_method == TopkMethod::noaux_tc && c.n_group > 1 && per_group < 2)
       f.fail("n_group", cat("leaves ", per_group, " expert per group; noaux_tc needs at least 2"));
   } else {
+    // Dense model: recorded as "every layer is below first_k_dense_replace", which is also what
+    // model_config_to_json writes (Hugging Face's native DeepseekV3 builds an MoE for every layer
+    // >= first_k_dense_replace without checking n_routed_experts).
+    c.first_k_dense_replace = c.num_hidden_layers;
     c.moe_intermediate_size = f.non_negative("moe_intermediate_size", f.optional_int("moe_intermediate_size", 0));
     c.num_experts_per_tok = f.non_negative("num_experts_per_tok", f.optional_int("num_experts_per_tok", 0));
     c.n_shared_experts = f.non_negative("n_shared_experts", f.optional_int("n_shared_experts", 0));
@@ -309,8 +318,7 @@ ModelConfig parse_model_config(const std::string& json_text, const std::string& 
 
 ModelConfig load_model_config(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
-  DSV3_CHECK(in.good(), "[config] cannot open ", path,
-             "; pass the checkpoint directory that contains config.json");
+  DSV3_CHECK(in.good(), "[config] cannot open ", path, "; pass the checkpoint directory that contains config.json");
   std::ostringstream text;
   text << in.rdbuf();
   DSV3_CHECK(!in.bad(), "[config] error reading ", path);
@@ -339,19 +347,21 @@ std::string model_config_to_json(const ModelConfig& c) {
   j["qk_nope_head_dim"] = c.qk_nope_head_dim;
   j["qk_rope_head_dim"] = c.qk_rope_head_dim;
   j["v_head_dim"] = c.v_head_dim;
-  // Hugging Face treats a present (non-null) n_routed_experts / n_shared_experts as "build the
-  // module", so "none" is written as null rather than 0.
+  // Hugging Face's remote code builds the MoE when n_routed_experts is non-null, so a dense model
+  // is written as null (and first_k_dense_replace = num_hidden_layers, see parse_model_config).
+  // n_shared_experts stays an integer: 0 gives an empty shared MLP there, while null breaks the
+  // native transformers implementation, which multiplies it unconditionally.
   const bool moe = c.n_routed_experts > 0;
   j["n_routed_experts"] = moe ? json(c.n_routed_experts) : json(nullptr);
-  j["n_shared_experts"] = c.n_shared_experts > 0 ? json(c.n_shared_experts) : json(nullptr);
-  j["num_experts_per_tok"] = moe ? json(c.num_experts_per_tok) : json(nullptr);
+  j["n_shared_experts"] = c.n_shared_experts;
+  j["num_experts_per_tok"] = c.num_experts_per_tok > 0 ? json(c.num_experts_per_tok) : json(nullptr);
   j["moe_intermediate_size"] = c.moe_intermediate_size;
   j["first_k_dense_replace"] = c.first_k_dense_replace;
   j["moe_layer_freq"] = c.moe_layer_freq;
   j["n_group"] = c.n_group;
   j["topk_group"] = c.topk_group;
   j["scoring_func"] = c.scoring_func == ScoringFunc::sigmoid ? "sigmoid" : "softmax";
-  j["topk_method"] = c.topk_method == TopkMethod::noaux_tc   ? "noaux_tc"
+  j["topk_method"] = c.topk_method == TopkMethod::noaux_tc ? "noaux_tc"
                      : c.topk_method == TopkMethod::greedy ? "greedy"
                                                            : "group_limited_greedy";
   j["norm_topk_prob"] = c.norm_topk_prob;
