@@ -3,6 +3,8 @@
 
 #include "commands.h"
 #include "model/model.h"
+#include "core/error.h"
+#include "model/presets.h"
 #include "model/stats.h"
 
 namespace dsv3::cli {
@@ -33,16 +35,40 @@ std::string human_bytes(double n) {
 }  // namespace
 
 Runner add_info(CLI::App& app) {
-  auto dir = std::make_shared<std::string>();
-  CLI::App* cmd = app.add_subcommand("info", "Summarise a model: config, parameters, weight memory, KV cache bytes");
-  cmd->add_option("--model", *dir, "Model directory")->required();
-  return [dir] {
-    std::unique_ptr<Model> model = load_model(*dir);
-    const ModelConfig& c = model->config;
+  struct Args {
+    std::string dir, preset, config_path;
+  };
+  auto a = std::make_shared<Args>();
+  CLI::App* cmd = app.add_subcommand(
+      "info", "Summarise a model: config, parameters, weight memory, KV cache bytes (of a model directory, or of a "
+              "preset or config.json without weights)");
+  auto* model_opt = cmd->add_option("--model", a->dir, "Model directory");
+  auto* preset_opt = cmd->add_option("--preset", a->preset, "A named preset (see dsv3 init --help)");
+  auto* config_opt = cmd->add_option("--config", a->config_path, "A config.json");
+  model_opt->excludes(preset_opt)->excludes(config_opt);
+  preset_opt->excludes(config_opt);
+  return [a] {
+    DSV3_CHECK(!a->dir.empty() || !a->preset.empty() || !a->config_path.empty(),
+               "[info] give --model DIR, --preset NAME or --config FILE");
+    std::unique_ptr<Model> model;
+    ModelConfig config;
+    std::string weights_line;
+    if (!a->dir.empty()) {
+      model = load_model(a->dir);
+      config = model->config;
+      size_t bytes = 0;
+      for (const std::string& name : model->store.names()) bytes += model->store.get(name).nbytes();
+      weights_line = human_bytes(double(bytes)) + " (as stored)";
+    } else {
+      config = a->preset.empty() ? load_model_config(a->config_path) : preset_config(a->preset);
+      const bool fp8 = config.quantization_config.fp8;
+      weights_line = human_bytes(double(weight_bytes(config, DType::BF16, fp8, true))) +
+                     (fp8 ? " (FP8 checkpoint, MTP included)" : " (BF16 checkpoint, MTP included)");
+    }
+    const ModelConfig& c = config;
     const ModelStats s = model_stats(c);
-    size_t weight_bytes = 0;
-    for (const std::string& name : model->store.names()) weight_bytes += model->store.get(name).nbytes();
-    std::printf("model            %s (%s)\n", dir->c_str(), c.model_type.c_str());
+    const std::string source = !a->dir.empty() ? a->dir : !a->preset.empty() ? "preset " + a->preset : a->config_path;
+    std::printf("model            %s (%s)\n", source.c_str(), c.model_type.c_str());
     std::printf("layers           %lld (first %lld dense) + %lld MTP\n", (long long)c.num_hidden_layers,
                 (long long)std::min(c.first_k_dense_replace, c.num_hidden_layers),
                 (long long)c.num_nextn_predict_layers);
@@ -56,11 +82,11 @@ Runner add_info(CLI::App& app) {
     std::printf("vocab            %lld\n", (long long)c.vocab_size);
     std::printf("weights          %s\n", c.quantization_config.fp8 ? "FP8 E4M3, 128x128 block scales" : "unquantized");
     std::printf("parameters       %s total (%s main + %s MTP), %s active per token\n",
-                human_count(double(s.total_parameters)).c_str(), human_count(double(s.main_parameters)).c_str(),
-                human_count(double(s.mtp_parameters)).c_str(), human_count(double(s.active_parameters)).c_str());
-    std::printf("weight memory    %s (as stored)\n", human_bytes(double(weight_bytes)).c_str());
+                human_count(double(s.total_params + s.mtp_params)).c_str(), human_count(double(s.total_params)).c_str(),
+                human_count(double(s.mtp_params)).c_str(), human_count(double(s.active_params)).c_str());
+    std::printf("weight memory    %s\n", weights_line.c_str());
     std::printf("KV cache         %lld bytes/token in BF16 (%lld latent + %lld rope values x %lld layers)\n",
-                (long long)s.kv_cache_bytes_per_token_bf16, (long long)c.kv_lora_rank, (long long)c.qk_rope_head_dim,
+                (long long)s.kv_bytes_per_token(DType::BF16), (long long)c.kv_lora_rank, (long long)c.qk_rope_head_dim,
                 (long long)c.num_hidden_layers);
     return 0;
   };

@@ -57,7 +57,7 @@ Runner add_init(CLI::App& app) {
     RandomInitOptions options;
     options.dtype = a->dtype == "f32" ? DType::F32 : DType::BF16;
     options.fp8 = a->fp8;
-    options.max_shard_bytes = size_t(a->shard_mb * 1e6);
+    options.max_shard_bytes = a->shard_mb > 0 ? size_t(a->shard_mb * 1e6) : SIZE_MAX;
     if (a->init_std > 0) options.init_std = float(a->init_std);
     write_random_checkpoint(config, a->out, a->seed, options);
     if (!tokenizer.empty()) {
