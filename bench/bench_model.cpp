@@ -87,7 +87,7 @@ double attention_core_flops(const ModelConfig& c, int64_t n) {
 }
 
 std::vector<int32_t> prompt_tokens(int64_t n, int64_t vocab) {
-  std::vector<int32_t> tokens(size_t(n));
+  std::vector<int32_t> tokens(static_cast<size_t>(n));
   uint64_t state = 12345;
   for (auto& t : tokens) {
     state = state * 6364136223846793005ull + 1442695040888963407ull;

@@ -28,9 +28,11 @@ void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, in
   }
 #pragma omp parallel num_threads(threads)
   {
+    // The team may be smaller than requested (nested regions, OMP_DYNAMIC): split by its real size.
+    const int team = omp_get_num_threads();
     const int t = omp_get_thread_num();
-    const int64_t begin = n * t / threads;
-    const int64_t end = n * (t + 1) / threads;
+    const int64_t begin = n * t / team;
+    const int64_t end = n * (t + 1) / team;
     if (begin < end) fn(begin, end);
   }
 }
@@ -42,7 +44,7 @@ void parallel_run(const std::function<void(int, int)>& fn) {
     return;
   }
 #pragma omp parallel num_threads(threads)
-  fn(omp_get_thread_num(), threads);
+  fn(omp_get_thread_num(), omp_get_num_threads());
 }
 
 }  // namespace dsv3

@@ -1,0 +1,89 @@
+// Per-sequence state of a forward pass: the MLA latent KV cache and the scratch buffers the forward
+// passes reuse (sized up front, grown only when a larger chunk arrives, so decoding does not allocate).
+//
+// MLA caches one latent row per token per layer (SPEC.md §1): c_kv (kv_lora_rank values, after
+// kv_a_layernorm) followed by k_rope (qk_rope_head_dim values, already rotated) — shared by all heads.
+// Rows are stored in f32 so that the f32 forward is exact; DeepSeek-V3 in BF16 would need 70,272
+// bytes per token (model_stats), this cache needs twice that per layer. The MTP layers
+// (model.layers.{N+k}) have their own rows and their own fill level.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "core/tensor.h"
+#include "model/config.h"
+
+namespace dsv3 {
+
+// Scratch buffers of one forward chunk (f32). Sizes in comments; n = tokens in the chunk.
+struct Scratch {
+  int64_t n_capacity = 0;       // chunk size the buffers hold
+  int64_t threads_capacity = 0; // per-thread buffers allocated for this many threads
+  std::vector<float> x;         // [n, H] residual stream
+  std::vector<float> normed;    // [n, H]
+  std::vector<float> branch;    // [n, H] attention / FFN output
+  std::vector<float> concat;    // [n, 2H] MTP input [enorm(emb); hnorm(h)]
+  std::vector<float> rope_cos;  // [n, rope/2]
+  std::vector<float> rope_sin;  // [n, rope/2]
+  // MLA
+  std::vector<float> q_a;       // [n, q_lora]
+  std::vector<float> q;         // [n, heads·(nope+rope)]
+  std::vector<float> kv_a;      // [n, kv_lora + rope]
+  std::vector<float> heads_out; // [n, heads·v]
+  std::vector<float> thread_scores;  // [threads, max_tokens]
+  std::vector<float> thread_latent;  // [threads, 2·kv_lora]: latent query and latent output
+  // FFN
+  std::vector<float> router_logits;  // [n, E]
+  std::vector<int32_t> expert_index; // [n, k]
+  std::vector<float> expert_weight;  // [n, k]
+  std::vector<int64_t> slot_row;     // [n, k] row of each (token, slot) in the expert-sorted buffers
+  std::vector<int64_t> expert_count; // [E]
+  std::vector<int64_t> expert_begin; // [E + 1]
+  std::vector<float> sorted_x;       // [n·k, H]
+  std::vector<float> sorted_y;       // [n·k, H]
+  std::vector<float> ffn_gate;       // [max(n·k·moe_inter, n·n_shared·moe_inter, n·inter)]
+  std::vector<float> ffn_up;         // same
+  std::vector<float> shared_y;       // [n, H]
+
+  // Grows the buffers to hold a chunk of n tokens attending over at most max_tokens positions.
+  void reserve(const ModelConfig& config, int64_t n, int64_t max_tokens, int threads);
+};
+
+class KVCache {
+ public:
+  KVCache(const ModelConfig& config, int64_t max_tokens);
+
+  int64_t size() const { return size_; }  // positions cached in the main layers
+  int64_t capacity() const { return max_tokens_; }
+  // Forgets positions >= n in every layer (main and MTP); n <= size().
+  void truncate(int64_t n);
+  // Cache bytes one position takes over all layers this cache holds (main + MTP), as stored (f32).
+  size_t bytes_per_token() const;
+
+  int64_t num_layers() const { return num_layers_; }  // num_hidden_layers + num_nextn_predict_layers
+  int64_t row_size() const { return row_size_; }      // kv_lora_rank + qk_rope_head_dim
+  float* row(int64_t layer, int64_t pos) { return data_.as<float>() + (layer * max_tokens_ + pos) * row_size_; }
+  const float* row(int64_t layer, int64_t pos) const {
+    return data_.as<float>() + (layer * max_tokens_ + pos) * row_size_;
+  }
+
+  // Fill level of MTP module k (its positions are main-model positions it has processed).
+  int64_t mtp_size(int k) const { return mtp_size_.at(size_t(k)); }
+
+  // Used by forward / mtp_forward after appending rows.
+  void set_size(int64_t n);
+  void set_mtp_size(int k, int64_t n);
+  Scratch& scratch() { return scratch_; }
+
+ private:
+  int64_t max_tokens_ = 0;
+  int64_t num_layers_ = 0;
+  int64_t row_size_ = 0;
+  int64_t size_ = 0;
+  std::vector<int64_t> mtp_size_;
+  Tensor data_;  // [num_layers, max_tokens, row_size] f32
+  Scratch scratch_;
+};
+
+}  // namespace dsv3

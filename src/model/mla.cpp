@@ -1,0 +1,147 @@
+#include "model/mla.h"
+
+#include <cstring>
+#include <vector>
+
+#include "core/error.h"
+#include "core/parallel.h"
+#include "model/rope.h"
+#include "ops/ops.h"
+
+namespace dsv3 {
+
+namespace {
+
+// Runs fn(item, thread) for items [0, n), item i on thread i % threads. Items are independent (one
+// query token × head each), so results do not depend on the assignment; round-robin balances the
+// causal prefill, where later tokens attend to more positions.
+template <typename Fn>
+void for_items(int64_t n, Fn&& fn) {
+  parallel_run([&](int thread, int threads) {
+    for (int64_t i = thread; i < n; i += threads) fn(i, thread);
+  });
+}
+
+struct Dims {
+  int64_t heads, nope, rope, v, kv_lora, qk, row;
+  explicit Dims(const ModelConfig& c)
+      : heads(c.num_attention_heads),
+        nope(c.qk_nope_head_dim),
+        rope(c.qk_rope_head_dim),
+        v(c.v_head_dim),
+        kv_lora(c.kv_lora_rank),
+        qk(c.qk_head_dim()),
+        row(c.kv_lora_rank + c.qk_rope_head_dim) {}
+};
+
+// Absorbed attention in the latent space, reading the cache rows directly.
+void absorbed_attention(const Dims& d, const AttentionWeights& w, const ChunkContext& chunk, const KVCache& cache,
+                        int64_t layer, Scratch& s) {
+  const float* wkvb = w.kv_b_f32.as<float>();  // [heads·(nope+v), kv_lora]
+  const float scale = float(chunk.softmax_scale);
+  const int64_t max_tokens = cache.capacity();
+  for_items(d.heads * chunk.n, [&](int64_t item, int thread) {
+    const int64_t t = item / d.heads, h = item % d.heads;
+    const int64_t visible = chunk.pos + t + 1;  // causal: positions [0, pos + t]
+    const float* q_nope = s.q.data() + (t * d.heads + h) * d.qk;
+    const float* q_rope = q_nope + d.nope;
+    float* q_lat = s.thread_latent.data() + int64_t(thread) * 2 * d.kv_lora;
+    float* o_lat = q_lat + d.kv_lora;
+    float* scores = s.thread_scores.data() + int64_t(thread) * max_tokens;
+    const float* w_uk = wkvb + h * (d.nope + d.v) * d.kv_lora;  // [nope, kv_lora]
+    const float* w_uv = w_uk + d.nope * d.kv_lora;              // [v, kv_lora]
+
+    std::memset(q_lat, 0, size_t(d.kv_lora) * sizeof(float));
+    for (int64_t i = 0; i < d.nope; ++i) axpy(q_nope[i], w_uk + i * d.kv_lora, q_lat, d.kv_lora);
+    for (int64_t p = 0; p < visible; ++p) {
+      const float* row = cache.row(layer, p);
+      scores[p] = (dot_f32(q_lat, row, d.kv_lora) + dot_f32(q_rope, row + d.kv_lora, d.rope)) * scale;
+    }
+    softmax_inplace(scores, visible);
+    std::memset(o_lat, 0, size_t(d.kv_lora) * sizeof(float));
+    for (int64_t p = 0; p < visible; ++p) axpy(scores[p], cache.row(layer, p), o_lat, d.kv_lora);
+    float* out = s.heads_out.data() + (t * d.heads + h) * d.v;
+    for (int64_t i = 0; i < d.v; ++i) out[i] = dot_f32(o_lat, w_uv + i * d.kv_lora, d.kv_lora);
+  });
+}
+
+// Naive attention: expands keys and values of every visible position through kv_b_proj (reference path).
+void naive_attention(const Dims& d, const AttentionWeights& w, const ChunkContext& chunk, const KVCache& cache,
+                     int64_t layer, Scratch& s) {
+  const int64_t total = chunk.pos + chunk.n;
+  std::vector<float> c_kv(size_t(total * d.kv_lora));
+  for (int64_t p = 0; p < total; ++p)
+    std::memcpy(c_kv.data() + p * d.kv_lora, cache.row(layer, p), size_t(d.kv_lora) * sizeof(float));
+  const int64_t kvb_cols = d.heads * (d.nope + d.v);
+  std::vector<float> kvb(size_t(total * kvb_cols));  // [total, heads·(nope+v)]: k_nope then v per head
+  linear(w.kv_b_proj, c_kv.data(), kvb.data(), total, chunk.precision);
+
+  const float scale = float(chunk.softmax_scale);
+  const int64_t max_tokens = cache.capacity();
+  for_items(d.heads * chunk.n, [&](int64_t item, int thread) {
+    const int64_t t = item / d.heads, h = item % d.heads;
+    const int64_t visible = chunk.pos + t + 1;
+    const float* q_nope = s.q.data() + (t * d.heads + h) * d.qk;
+    const float* q_rope = q_nope + d.nope;
+    float* scores = s.thread_scores.data() + int64_t(thread) * max_tokens;
+    for (int64_t p = 0; p < visible; ++p) {
+      const float* k_nope = kvb.data() + p * kvb_cols + h * (d.nope + d.v);
+      const float* k_rope = cache.row(layer, p) + d.kv_lora;
+      scores[p] = (dot_f32(q_nope, k_nope, d.nope) + dot_f32(q_rope, k_rope, d.rope)) * scale;
+    }
+    softmax_inplace(scores, visible);
+    float* out = s.heads_out.data() + (t * d.heads + h) * d.v;
+    std::memset(out, 0, size_t(d.v) * sizeof(float));
+    for (int64_t p = 0; p < visible; ++p)
+      axpy(scores[p], kvb.data() + p * kvb_cols + h * (d.nope + d.v) + d.nope, out, d.v);
+  });
+}
+
+}  // namespace
+
+void mla_forward(const ModelConfig& config, const AttentionWeights& w, const ChunkContext& chunk, KVCache& cache,
+                 int64_t layer, const float* x, float* out) {
+  const Dims d(config);
+  const int64_t n = chunk.n;
+  DSV3_CHECK(chunk.pos >= 0 && chunk.pos + n <= cache.capacity(), "[mla] positions [", chunk.pos, ", ",
+             chunk.pos + n, ") exceed the KV cache capacity of ", cache.capacity(), " tokens");
+  DSV3_CHECK(layer >= 0 && layer < cache.num_layers(), "[mla] cache layer ", layer, " out of range");
+  Scratch& s = cache.scratch();
+  s.reserve(config, n, cache.capacity(), num_threads());
+  const float eps = float(config.rms_norm_eps);
+  const Precision prec = chunk.precision;
+
+  // Queries: [n, heads·(nope+rope)].
+  if (w.q_lora) {
+    const int64_t q_lora = w.q_a_proj.rows;
+    linear(w.q_a_proj, x, s.q_a.data(), n, prec);
+    rmsnorm(s.q_a.data(), w.q_a_layernorm.as<float>(), eps, s.q_a.data(), n, q_lora);
+    linear(w.q_b_proj, s.q_a.data(), s.q.data(), n, prec);
+  } else {
+    linear(w.q_proj, x, s.q.data(), n, prec);
+  }
+
+  // Latent KV of the chunk -> cache rows (c_kv normalised, k_rope rotated).
+  linear(w.kv_a_proj_with_mqa, x, s.kv_a.data(), n, prec);
+  const int64_t half = d.rope / 2;
+  for (int64_t t = 0; t < n; ++t) {
+    const float* src = s.kv_a.data() + t * d.row;
+    float* row = cache.row(layer, chunk.pos + t);
+    rmsnorm(src, w.kv_a_layernorm.as<float>(), eps, row, 1, d.kv_lora);
+    std::memcpy(row + d.kv_lora, src + d.kv_lora, size_t(d.rope) * sizeof(float));
+    rope_rotate(row + d.kv_lora, chunk.rope_cos + t * half, chunk.rope_sin + t * half, half);
+  }
+  for (int64_t t = 0; t < n; ++t)
+    for (int64_t h = 0; h < d.heads; ++h)
+      rope_rotate(s.q.data() + (t * d.heads + h) * d.qk + d.nope, chunk.rope_cos + t * half,
+                  chunk.rope_sin + t * half, half);
+
+  if (chunk.attention == AttentionImpl::absorbed)
+    absorbed_attention(d, w, chunk, cache, layer, s);
+  else
+    naive_attention(d, w, chunk, cache, layer, s);
+
+  linear(w.o_proj, s.heads_out.data(), out, n, prec);
+}
+
+}  // namespace dsv3

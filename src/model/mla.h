@@ -1,0 +1,44 @@
+// Multi-head Latent Attention (SPEC.md §1; DeepSeek's inference/model.py class MLA).
+//
+//   q      = W_qb · RMSNorm(W_qa · x)      (or W_q · x when q_lora_rank is null), split per head into
+//            q_nope [nope] and q_rope [rope] (rotated)
+//   [c_kv, k_rope] = W_kva · x;  c_kv = RMSNorm(c_kv);  k_rope rotated, shared by all heads
+//   cache  ← (c_kv, k_rope) for each position
+//
+// naive form (the reference): k_nope, v = W_kvb · c_kv for every cached position, standard attention.
+// absorbed form (decode): W_kvb's key rows are folded into the query and its value rows applied after
+// the weighted sum, so attention runs in the kv_lora-dimensional latent space over the cache directly:
+//   q_lat = W_uk[h]ᵀ q_nope ;  score_s = (q_lat · c_kv_s + q_rope · k_rope_s) · softmax_scale
+//   o_lat = Σ_s p_s c_kv_s ;   o[h] = W_uv[h] · o_lat ;   out = W_o · concat_h o[h]
+// Both are causal within the chunk: token t of a chunk at position pos attends to positions <= pos + t.
+// The attention core (scores, softmax, weighted sums) is f32; `precision` applies to the projections.
+#pragma once
+
+#include <cstdint>
+
+#include "model/config.h"
+#include "model/kv_cache.h"
+#include "model/weights.h"
+#include "ops/linear.h"
+
+namespace dsv3 {
+
+enum class AttentionImpl { absorbed, naive };
+
+// What one chunk of tokens shares across layers.
+struct ChunkContext {
+  int64_t pos = 0;  // position of the chunk's first token
+  int64_t n = 0;    // tokens in the chunk
+  const float* rope_cos = nullptr;  // [n, rope/2]
+  const float* rope_sin = nullptr;  // [n, rope/2]
+  double softmax_scale = 1.0;
+  Precision precision = Precision::bf16;
+  AttentionImpl attention = AttentionImpl::absorbed;
+};
+
+// x: [n, H] (already input_layernorm'ed) -> out: [n, H]. Writes the chunk's latent rows to
+// cache layer `cache_layer` at positions [pos, pos + n); reads positions [0, pos + n).
+void mla_forward(const ModelConfig& config, const AttentionWeights& w, const ChunkContext& chunk, KVCache& cache,
+                 int64_t cache_layer, const float* x, float* out);
+
+}  // namespace dsv3

@@ -1,0 +1,54 @@
+// The public model API: load a Hugging Face DeepSeek-V3/V2 checkpoint directory and run it.
+//
+//   auto model = load_model(dir);                 // config.json + safetensors, everything validated
+//   KVCache cache(model->config, max_tokens);
+//   forward(*model, cache, prompt.data(), prompt.size(), {}, &logits);   // prefill (chunked)
+//   forward(*model, cache, &next, 1, {}, &logits);                        // decode
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "core/tensor.h"
+#include "io/safetensors.h"
+#include "model/config.h"
+#include "model/kv_cache.h"
+#include "model/mla.h"
+#include "model/weights.h"
+#include "ops/linear.h"
+
+namespace dsv3 {
+
+struct Model {
+  ModelConfig config;
+  TensorStore store;  // owns the mmaps the weights point into
+  ModelWeights weights;
+};
+
+// Reads dir/config.json and the safetensors files of dir; binds and validates every tensor.
+std::unique_ptr<Model> load_model(const std::string& dir);
+
+struct ForwardOptions {
+  Precision precision = Precision::bf16;  // activations of the projections (f32: exact, for checks)
+  AttentionImpl attention = AttentionImpl::absorbed;
+  int64_t prefill_chunk = 256;  // tokens per chunk; <= 0 means the whole input at once
+  bool all_logits = false;      // logits for every position instead of the last one
+};
+
+// Processes tokens at positions cache.size() ... cache.size() + n - 1, appends them to the cache, and
+// writes logits [n, vocab] (all_logits) or [1, vocab] (last position). `hidden` (optional) receives the
+// final hidden states [n, H] after the final RMSNorm — what the MTP modules consume (see mtp.h).
+// Output tensors are reallocated only when their shape changes.
+void forward(const Model& model, KVCache& cache, const int32_t* tokens, int64_t n, const ForwardOptions& options,
+             Tensor* logits, Tensor* hidden = nullptr);
+
+// MTP module k (0-based) at positions cache.mtp_size(k) ... + n - 1:
+// h' = eh_proj([enorm(Emb(next_tokens)); hnorm(hidden)]) -> block -> shared_head.norm -> shared head.
+// hidden[i] is forward()'s hidden output at position p_i, next_tokens[i] the token at p_i + 1; the
+// logits predict the token at p_i + 2 + k. hidden_out (optional) receives the block output [n, H]
+// (before shared_head.norm), the input of module k + 1.
+void mtp_forward(const Model& model, int k, KVCache& cache, const float* hidden, const int32_t* next_tokens, int64_t n,
+                 const ForwardOptions& options, Tensor* logits, Tensor* hidden_out = nullptr);
+
+}  // namespace dsv3
