@@ -5,4 +5,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+# Tests run two at a time on 2 cores: threads that spin while waiting would starve the other test.
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 ctest --test-dir build --output-on-failure -j"$(nproc)" ${DSV3_TEST_ARGS:-}
