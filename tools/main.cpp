@@ -26,6 +26,8 @@ int main(int argc, char** argv) {
   add(dsv3::cli::add_tokenize, app);
   add(dsv3::cli::add_logits, app);
   add(dsv3::cli::add_info, app);
+  add(dsv3::cli::add_train_tokenizer, app);
+  add(dsv3::cli::add_data, app);
 
   try {
     app.parse(argc, argv);
