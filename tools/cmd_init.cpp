@@ -17,7 +17,7 @@ Runner add_init(CLI::App& app) {
   struct Args {
     std::string preset, config_path, out, tokenizer, dtype = "bf16";
     bool fp8 = false, force = false, no_tokenizer = false;
-    double shard_mb = 0;
+    double shard_mb = 4000;
     uint64_t seed = 0;
     double init_std = 0;
   };
@@ -32,7 +32,7 @@ Runner add_init(CLI::App& app) {
   cmd->add_option("--dtype", a->dtype, "Weight dtype: bf16 or f32")->capture_default_str()
       ->check(CLI::IsMember({"bf16", "f32"}));
   cmd->add_flag("--fp8", a->fp8, "Quantize linear weights to FP8 E4M3 with 128x128 block scales (DeepSeek's layout)");
-  cmd->add_option("--shard-mb", a->shard_mb, "Split into shards of at most this many MB (0 = one file)")
+  cmd->add_option("--shard-mb", a->shard_mb, "Split into shards of at most this many MB (0 = one file); a model that fits one shard is written as model.safetensors")
       ->capture_default_str()->check(CLI::NonNegativeNumber);
   cmd->add_option("--seed", a->seed, "Random seed")->capture_default_str();
   cmd->add_option("--init-std", a->init_std, "Standard deviation of the weights (0 = the default)");

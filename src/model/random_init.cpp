@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "core/progress.h"
 #include "core/parallel.h"
 #include "core/tensor.h"
 #include "io/hf_names.h"
@@ -199,6 +200,7 @@ void write_random_checkpoint(const ModelConfig& config, const std::string& dir, 
 
   const size_t n_shards = shards.size();
   nlohmann::json weight_map = nlohmann::json::object();
+  ProgressBar progress("init", int64_t(total), "B", o.show_progress);
   for (size_t i = 0; i < n_shards; ++i) {
     char file[64];
     if (n_shards == 1)
@@ -208,6 +210,7 @@ void write_random_checkpoint(const ModelConfig& config, const std::string& dir, 
     SafetensorsWriter writer;
     for (const Planned& p : shards[i]) {
       generate(p, c, seed, o, writer);
+      progress.add(int64_t(p.bytes));
       weight_map[p.spec->name] = file;
       if (p.fp8) weight_map[scale_inv_name(p.spec->name)] = file;
     }
@@ -222,6 +225,7 @@ void write_random_checkpoint(const ModelConfig& config, const std::string& dir, 
     fs::remove(index_path, ec);  // a stale index would take precedence over model.safetensors
   }
   write_text(root / "config.json", model_config_to_json(c) + "\n");
+  progress.finish();
 }
 
 }  // namespace dsv3

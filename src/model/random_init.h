@@ -32,6 +32,7 @@ struct RandomInitOptions {
   DType dtype = DType::BF16;  // every tensor but the F32 correction bias (F32, BF16 or F16)
   bool fp8 = false;           // quantize TensorRole::linear weights to FP8 E4M3, 128×128 blocks
   size_t max_shard_bytes = size_t(2) << 30;
+  bool show_progress = true;  // a progress line on stderr (final line only when stderr is not a terminal)
 };
 
 void write_random_checkpoint(const ModelConfig& config, const std::string& dir, uint64_t seed,
