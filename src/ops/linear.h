@@ -30,9 +30,23 @@ struct LinearWeight {
 // reference inference does, and is the fast default for generation.
 enum class Precision { f32, bf16 };
 
+// Which kernel family linear() uses: `automatic` picks by n_tokens (see gemm_min_tokens); the others
+// force one, for benchmarks and tests.
+enum class LinearPath { automatic, gemv, gemm };
+
 // y[t, r] = Σ_c W[r, c] · x[t, c] for t < n_tokens. x: [n_tokens, cols], y: [n_tokens, rows], both f32.
-// Dispatches to the fastest kernel for the dtype, shape and machine.
-void linear(const LinearWeight& w, const float* x, float* y, int64_t n_tokens, Precision precision);
+// Dispatches to the fastest kernel for the dtype, shape and machine. Thread-safe (callers may run
+// concurrently); uses the threads of parallel_for.
+void linear(const LinearWeight& w, const float* x, float* y, int64_t n_tokens, Precision precision,
+            LinearPath path = LinearPath::automatic);
+
+// Writes rows [row_begin, row_end) of W dequantized to f32 into out ([row_end - row_begin, cols]).
+// For model code that needs a weight as numbers (e.g. MLA absorption of kv_b_proj). Single-threaded.
+void dequantize_rows(const LinearWeight& w, int64_t row_begin, int64_t row_end, float* out);
+
+// linear() uses oneDNN matmul (dequantizing non-F32 weights in row chunks) from this many tokens
+// on; below it, a GEMV that streams the weight once for all tokens. Exposed for benchmarks.
+int64_t gemm_min_tokens(const LinearWeight& w);
 
 namespace reference {
 // The scalar twin every fast linear kernel is tested against (accumulates in double).

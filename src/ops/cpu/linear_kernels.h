@@ -11,9 +11,10 @@ namespace dsv3::cpu {
 
 // Activations are packed once per call into chunks of 16 columns, zero-padded to a multiple of 16,
 // in the order the weight decoder of the dtype produces its two 8-lane halves:
-//   natural:  x0..x7 | x8..x15                (F32, F16 weights)
-//   even_odd: x0,x2,..,x14 | x1,x3,..,x15     (BF16 and FP8 weights: decoding pairs of elements from
-//                                              32-bit or 16-bit lanes yields even and odd elements apart)
+//   natural:  x0..x7 | x8..x15                (F32, F16, FP8 weights)
+//   even_odd: x0,x2,..,x14 | x1,x3,..,x15     (BF16 weights: decoding pairs of elements from 32-bit
+//                                              lanes yields even and odd elements apart)
+// and, for FP8 weights, multiplied by a power of two (exact; see gemv.cpp).
 enum class XLayout { natural, even_odd };
 
 constexpr int64_t kChunk = 16;
@@ -23,14 +24,16 @@ inline int64_t padded_cols(int64_t cols) { return (cols + kChunk - 1) / kChunk *
 bool gemv_available();
 XLayout gemv_x_layout(DType dtype);
 
-// x: [n_tokens, cols] -> out: [n_tokens, padded_cols(cols)], rounded to bf16 values for Precision::bf16.
-void pack_activations(const float* x, int64_t n_tokens, int64_t cols, Precision precision, XLayout layout,
-                      float* out);
+// x: [n_tokens, cols] -> out: [n_tokens, padded_cols(cols)] in the layout and scale for weights of
+// `weight_dtype`, rounded to bf16 values first for Precision::bf16. y_scales[t] receives the power of
+// two the GEMV multiplies token t's sums by (pass the array to gemv_rows).
+void pack_activations(const float* x, int64_t n_tokens, int64_t cols, Precision precision, DType weight_dtype,
+                      float* out, float* y_scales);
 
 // y[t, r] for rows [row_begin, row_end), all n_tokens; x_packed from pack_activations.
 // Single-threaded; linear.cpp splits rows across threads.
-void gemv_rows(const LinearWeight& w, const float* x_packed, int64_t n_tokens, float* y, int64_t row_begin,
-               int64_t row_end);
+void gemv_rows(const LinearWeight& w, const float* x_packed, int64_t n_tokens, const float* y_scales, float* y,
+               int64_t row_begin, int64_t row_end);
 
 // Writes the dequantized rows [row_begin, row_end) of w to out ([row_end - row_begin, cols], f32).
 // Vectorized (same decoders as the GEMV); single-threaded.

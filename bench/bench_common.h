@@ -1,0 +1,155 @@
+// Shared benchmark helpers (header-only): timing with warm-up and medians, and the machine peaks that
+// benchmarks report their fraction of — read bandwidth and oneDNN matmul GFLOP/s (STYLE.md §9).
+#pragma once
+
+#include <dnnl.hpp>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <vector>
+
+#include "core/error.h"
+#include "core/parallel.h"
+#include "ops/ops.h"
+
+namespace dsv3::bench {
+
+inline double now_seconds() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+inline double median(std::vector<double> v) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+// Runs fn `warmup` times untimed, then `runs` times; returns every timed duration in seconds.
+template <typename F>
+std::vector<double> time_runs(F&& fn, int runs, int warmup = 1) {
+  for (int i = 0; i < warmup; ++i) fn();
+  std::vector<double> seconds;
+  for (int i = 0; i < runs; ++i) {
+    const double t0 = now_seconds();
+    fn();
+    seconds.push_back(now_seconds() - t0);
+  }
+  return seconds;
+}
+
+// 64-byte aligned, zero-initialised scratch for benchmarks.
+struct AlignedBuffer {
+  std::unique_ptr<uint8_t[], void (*)(void*)> data{nullptr, std::free};
+  size_t bytes = 0;
+  explicit AlignedBuffer(size_t n) : bytes(n) {
+    data.reset(static_cast<uint8_t*>(std::aligned_alloc(64, (n + 63) / 64 * 64)));
+    DSV3_CHECK(data != nullptr, "[bench] out of memory allocating ", n, " bytes");
+  }
+  template <typename T>
+  T* as() { return reinterpret_cast<T*>(data.get()); }
+};
+
+struct BandwidthResult {
+  double median_gbs = 0;
+  double max_gbs = 0;
+  size_t bytes = 0;
+  int threads = 0;
+};
+
+// Read bandwidth: every thread of parallel_for streams its contiguous part of a buffer (first-touched
+// by the same thread) through dot_f32(a, a) — one load stream, one FMA per vector, far below compute
+// limits. Reused across calls so benchmarks can interleave probe passes with kernel passes: on a
+// shared machine the bandwidth drifts, and a ratio taken from adjacent passes is steadier.
+class ReadBandwidthProbe {
+ public:
+  explicit ReadBandwidthProbe(size_t bytes = size_t(1) << 30)
+      : n_(int64_t(bytes / sizeof(float))), buffer_(size_t(n_) * sizeof(float)) {
+    float* a = buffer_.as<float>();
+    parallel_for(n_, 1 << 16, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) a[i] = float(i & 7) * 0.125f;
+    });
+  }
+  size_t bytes() const { return size_t(n_) * sizeof(float); }
+  // One timed pass; returns GB/s.
+  double pass() {
+    const float* a = buffer_.as<float>();
+    const double t0 = now_seconds();
+    parallel_for(n_, 1 << 16, [&](int64_t begin, int64_t end) {
+      sink_.store(dot_f32(a + begin, a + begin, end - begin), std::memory_order_relaxed);  // keeps the pass
+    });
+    return double(bytes()) / (now_seconds() - t0) / 1e9;
+  }
+
+ private:
+  int64_t n_;
+  AlignedBuffer buffer_;
+  std::atomic<float> sink_{0};
+};
+
+inline BandwidthResult measure_read_bandwidth(ReadBandwidthProbe& probe, int runs = 9) {
+  probe.pass();  // warm-up
+  probe.pass();
+  std::vector<double> gbs;
+  for (int i = 0; i < runs; ++i) gbs.push_back(probe.pass());
+  BandwidthResult r;
+  r.median_gbs = median(gbs);
+  r.max_gbs = *std::max_element(gbs.begin(), gbs.end());
+  r.bytes = probe.bytes();
+  r.threads = num_threads();
+  return r;
+}
+
+inline BandwidthResult measure_read_bandwidth(size_t bytes = size_t(1) << 30, int runs = 9) {
+  ReadBandwidthProbe probe(bytes);
+  return measure_read_bandwidth(probe, runs);
+}
+
+// oneDNN matmul [m, k] × [k, n] -> f32 [m, n] with src/weights in `dt` (f32 or bf16), weights
+// transposed as the checkpoints store them. Median GFLOP/s; 0 when this oneDNN/CPU lacks the primitive.
+inline double measure_onednn_matmul_gflops(int64_t m, int64_t n, int64_t k, dnnl::memory::data_type dt,
+                                           int runs = 7) {
+  using dnnl::memory;
+  dnnl::engine engine(dnnl::engine::kind::cpu, 0);
+  dnnl::stream stream(engine);
+  const memory::desc a_md({m, k}, dt, memory::format_tag::ab);
+  const memory::desc b_md({k, n}, dt, memory::format_tag::ba);
+  const memory::desc c_md({m, n}, memory::data_type::f32, memory::format_tag::ab);
+  dnnl::matmul::primitive_desc pd;
+  try {
+    pd = dnnl::matmul::primitive_desc(dnnl::matmul::desc(a_md, b_md, c_md), engine);
+  } catch (const dnnl::error&) {
+    return 0;
+  }
+  dnnl::matmul mm(pd);
+  memory a(a_md, engine), b(b_md, engine), c(c_md, engine);
+  // Small non-zero values (1/64 in either dtype), so the timing is of real arithmetic.
+  const size_t esize = dt == memory::data_type::f32 ? 4 : 2;
+  for (auto* mem : {&a, &b}) {
+    uint8_t* p = static_cast<uint8_t*>(mem->get_data_handle());
+    const size_t count = mem->get_desc().get_size() / esize;
+    for (size_t i = 0; i < count; ++i) {
+      if (esize == 4) {
+        const float v = 0.015625f;
+        std::memcpy(p + 4 * i, &v, 4);
+      } else {
+        const uint16_t v = 0x3c80;  // bf16 1/64
+        std::memcpy(p + 2 * i, &v, 2);
+      }
+    }
+  }
+  auto run = [&] {
+    mm.execute(stream, {{DNNL_ARG_SRC, a}, {DNNL_ARG_WEIGHTS, b}, {DNNL_ARG_DST, c}});
+    stream.wait();
+  };
+  std::vector<double> gflops;
+  for (double s : time_runs(run, runs, 2)) gflops.push_back(2.0 * double(m) * double(n) * double(k) / s / 1e9);
+  return median(gflops);
+}
+
+}  // namespace dsv3::bench

@@ -1,0 +1,157 @@
+// Vectorized element-wise and normalisation ops (twins of src/ops/reference/ops.cpp).
+// Highway with static dispatch: these are plain lane-wise loops, so one portable source compiles to
+// the build machine's widest vectors (AVX2 or AVX-512 under -march=native), and its Exp (max 1 ulp)
+// serves silu and softmax. Partial tails go through a zero-padded vector-sized buffer so every element
+// sees the same arithmetic.
+#include "ops/ops.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "hwy/highway.h"
+#include "hwy/contrib/math/math-inl.h"
+
+namespace dsv3 {
+namespace {
+
+namespace hn = hwy::HWY_NAMESPACE;
+using D = hn::ScalableTag<float>;
+using V = hn::Vec<D>;
+
+// Size of the padded tail buffers: at least one vector of any target.
+constexpr int64_t kMaxLanes = 64;
+
+// silu(g)·u with sigmoid(g) = 1/(1+e^-g) for g >= 0 and e^g/(1+e^g) below: e^-|g| never overflows,
+// and very negative g keeps its tiny (possibly subnormal) value instead of flushing to a clamp.
+V silu_times(D d, V g, V u) {
+  const V e = hn::Exp(d, hn::Neg(hn::Abs(g)));
+  const V one = hn::Set(d, 1.0f);
+  const V sigmoid = hn::Div(hn::IfThenElse(hn::Lt(g, hn::Zero(d)), e, one), hn::Add(one, e));
+  return hn::Mul(hn::Mul(g, sigmoid), u);
+}
+
+float sum_lanes(D d, V v) { return hn::GetLane(hn::SumOfLanes(d, v)); }
+
+}  // namespace
+
+void rmsnorm(const float* x, const float* weight, float eps, float* out, int64_t n_rows, int64_t dim) {
+  const D d;
+  const int64_t N = int64_t(hn::Lanes(d));
+  for (int64_t r = 0; r < n_rows; ++r) {
+    const float* xr = x + r * dim;
+    float* yr = out + r * dim;
+    V s0 = hn::Zero(d), s1 = hn::Zero(d);
+    int64_t i = 0;
+    for (; i + 2 * N <= dim; i += 2 * N) {
+      const V a = hn::LoadU(d, xr + i), b = hn::LoadU(d, xr + i + N);
+      s0 = hn::MulAdd(a, a, s0);
+      s1 = hn::MulAdd(b, b, s1);
+    }
+    float sum_sq = sum_lanes(d, hn::Add(s0, s1));
+    for (; i < dim; ++i) sum_sq += xr[i] * xr[i];
+    const float inv = 1.0f / std::sqrt(sum_sq / float(dim) + eps);
+    const V vinv = hn::Set(d, inv);
+    i = 0;
+    for (; i + N <= dim; i += N)
+      hn::StoreU(hn::Mul(hn::Mul(hn::LoadU(d, xr + i), vinv), hn::LoadU(d, weight + i)), d, yr + i);
+    for (; i < dim; ++i) yr[i] = xr[i] * inv * weight[i];
+  }
+}
+
+void silu_mul(const float* gate, const float* up, float* out, int64_t n) {
+  const D d;
+  const int64_t N = int64_t(hn::Lanes(d));
+  int64_t i = 0;
+  for (; i + N <= n; i += N)
+    hn::StoreU(silu_times(d, hn::LoadU(d, gate + i), hn::LoadU(d, up + i)), d, out + i);
+  if (i < n) {
+    alignas(64) float g[kMaxLanes] = {}, u[kMaxLanes] = {};
+    const size_t bytes = size_t(n - i) * sizeof(float);
+    std::memcpy(g, gate + i, bytes);
+    std::memcpy(u, up + i, bytes);
+    hn::Store(silu_times(d, hn::Load(d, g), hn::Load(d, u)), d, g);
+    std::memcpy(out + i, g, bytes);
+  }
+}
+
+void softmax_inplace(float* x, int64_t n) {
+  const D d;
+  const int64_t N = int64_t(hn::Lanes(d));
+  float max_value = -INFINITY;
+  int64_t i = 0;
+  if (n >= N) {
+    V m = hn::LoadU(d, x);
+    for (i = N; i + N <= n; i += N) m = hn::Max(m, hn::LoadU(d, x + i));
+    max_value = hn::GetLane(hn::MaxOfLanes(d, m));
+  }
+  for (; i < n; ++i) max_value = std::max(max_value, x[i]);
+
+  const V vmax = hn::Set(d, max_value);
+  V sum = hn::Zero(d);
+  i = 0;
+  for (; i + N <= n; i += N) {
+    const V e = hn::Exp(d, hn::Sub(hn::LoadU(d, x + i), vmax));
+    hn::StoreU(e, d, x + i);
+    sum = hn::Add(sum, e);
+  }
+  float total = sum_lanes(d, sum);
+  if (i < n) {
+    // Padding lanes hold -inf so they contribute e^-inf = 0.
+    alignas(64) float t[kMaxLanes];
+    std::fill(t, t + kMaxLanes, -INFINITY);
+    const size_t bytes = size_t(n - i) * sizeof(float);
+    std::memcpy(t, x + i, bytes);
+    const V e = hn::Exp(d, hn::Sub(hn::Load(d, t), vmax));
+    hn::Store(e, d, t);
+    total += sum_lanes(d, e);
+    std::memcpy(x + i, t, bytes);
+  }
+  scale_inplace(x, 1.0f / total, n);
+}
+
+void add_inplace(float* y, const float* x, int64_t n) {
+  const D d;
+  const int64_t N = int64_t(hn::Lanes(d));
+  int64_t i = 0;
+  for (; i + N <= n; i += N) hn::StoreU(hn::Add(hn::LoadU(d, y + i), hn::LoadU(d, x + i)), d, y + i);
+  for (; i < n; ++i) y[i] += x[i];
+}
+
+void scale_inplace(float* x, float a, int64_t n) {
+  const D d;
+  const int64_t N = int64_t(hn::Lanes(d));
+  const V va = hn::Set(d, a);
+  int64_t i = 0;
+  for (; i + N <= n; i += N) hn::StoreU(hn::Mul(hn::LoadU(d, x + i), va), d, x + i);
+  for (; i < n; ++i) x[i] *= a;
+}
+
+float dot_f32(const float* a, const float* b, int64_t n) {
+  const D d;
+  const int64_t N = int64_t(hn::Lanes(d));
+  // Four independent accumulators hide the FMA latency (and keep a streaming read at full speed).
+  V s0 = hn::Zero(d), s1 = hn::Zero(d), s2 = hn::Zero(d), s3 = hn::Zero(d);
+  int64_t i = 0;
+  for (; i + 4 * N <= n; i += 4 * N) {
+    s0 = hn::MulAdd(hn::LoadU(d, a + i), hn::LoadU(d, b + i), s0);
+    s1 = hn::MulAdd(hn::LoadU(d, a + i + N), hn::LoadU(d, b + i + N), s1);
+    s2 = hn::MulAdd(hn::LoadU(d, a + i + 2 * N), hn::LoadU(d, b + i + 2 * N), s2);
+    s3 = hn::MulAdd(hn::LoadU(d, a + i + 3 * N), hn::LoadU(d, b + i + 3 * N), s3);
+  }
+  for (; i + N <= n; i += N) s0 = hn::MulAdd(hn::LoadU(d, a + i), hn::LoadU(d, b + i), s0);
+  float sum = sum_lanes(d, hn::Add(hn::Add(s0, s1), hn::Add(s2, s3)));
+  for (; i < n; ++i) sum += a[i] * b[i];
+  return sum;
+}
+
+void axpy(float a, const float* x, float* y, int64_t n) {
+  const D d;
+  const int64_t N = int64_t(hn::Lanes(d));
+  const V va = hn::Set(d, a);
+  int64_t i = 0;
+  for (; i + N <= n; i += N) hn::StoreU(hn::MulAdd(va, hn::LoadU(d, x + i), hn::LoadU(d, y + i)), d, y + i);
+  for (; i < n; ++i) y[i] += a * x[i];
+}
+
+}  // namespace dsv3
