@@ -9,8 +9,12 @@ cd "$(dirname "$0")/.."
 packages=(
   build-essential cmake ninja-build pkg-config git
   libdnnl-dev libhwy-dev libpcre2-dev nlohmann-json3-dev libcli11-dev libgtest-dev
-  nodejs npm python3 python3-numpy
+  python3 python3-numpy
 )
+# Node.js and npm may come from elsewhere than Debian (e.g. a NodeSource nodejs package bundles npm and
+# conflicts with Debian's npm): only install Debian's when the commands are missing.
+command -v node >/dev/null || packages+=(nodejs)
+command -v npm >/dev/null || packages+=(npm)
 
 missing=()
 for p in "${packages[@]}"; do
