@@ -159,7 +159,7 @@ TEST(Linear, DeepSeekV3Shapes) {
 }
 
 TEST(Linear, Fp8OtherBlockSizes) {
-  // 64 is a multiple of the kernels' 16-column chunk (fast path); 100 is not (reference fallback).
+  // 64 is a multiple of the FP8 kernels' 32-column chunk (fast path); 100 is not (reference fallback).
   for (int64_t block : {64, 100}) {
     const TestWeight t = make_weight(DType::F8_E4M3, 150, 230, 11, block);
     for (Precision p : kPrecisions) {

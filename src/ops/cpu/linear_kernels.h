@@ -11,14 +11,17 @@ namespace dsv3::cpu {
 
 // Activations are packed once per call into chunks of 16 columns, zero-padded to a multiple of 16,
 // in the order the weight decoder of the dtype produces its two 8-lane halves:
-//   natural:  x0..x7 | x8..x15                (F32, F16, FP8 weights)
+//   natural:  x0..x7 | x8..x15                (F32, F16 weights)
 //   even_odd: x0,x2,..,x14 | x1,x3,..,x15     (BF16 weights: decoding pairs of elements from 32-bit
 //                                              lanes yields even and odd elements apart)
+//   quad:     chunks of 32, x0,x4,..,x28 | x1,x5,..,x29 | x2,.. | x3,..,x31
+//                                             (FP8 weights: byte k of each 32-bit lane decodes apart)
 // and, for FP8 weights, multiplied by a power of two (exact; see gemv.cpp).
-enum class XLayout { natural, even_odd };
+enum class XLayout { natural, even_odd, quad };
 
-constexpr int64_t kChunk = 16;
-inline int64_t padded_cols(int64_t cols) { return (cols + kChunk - 1) / kChunk * kChunk; }
+constexpr int64_t kChunk = 16;      // columns per step for 2-byte and 4-byte weights
+constexpr int64_t kFp8Chunk = 32;   // columns per step for FP8 weights; FP8 blocks must be multiples
+inline int64_t padded_cols(int64_t cols) { return (cols + kFp8Chunk - 1) / kFp8Chunk * kFp8Chunk; }
 
 // True when this build has the vector GEMV (AVX2 + FMA + F16C); otherwise callers use the reference.
 bool gemv_available();
