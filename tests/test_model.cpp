@@ -77,6 +77,25 @@ TEST_F(ModelTest, PromptEqualsTokenByTokenDecode) {
   expect_close(prompt_logits(*m, tokens, exact(true)), decode_logits(*m, tokens));
 }
 
+// 40 tokens: the prompt goes through the GEMM prefill attention (chunks of 32+ tokens), decode through
+// the absorbed latent attention, and the naive reference through per-query loops.
+TEST_F(ModelTest, GemmPrefillEqualsDecodeAndNaive) {
+  auto m = load_model(dir_.path());
+  const std::vector<int32_t> tokens = random_tokens(40, m->config.vocab_size, 5);
+  const Tensor prefill = prompt_logits(*m, tokens, exact(true, 0));
+  expect_close(prefill, decode_logits(*m, tokens));
+  expect_close(prefill, prompt_logits(*m, tokens, exact(true, 0, AttentionImpl::naive)));
+  // A second chunk of 33 after 7 cached positions: the GEMM path with an offset causal mask.
+  KVCache cache(m->config, int64_t(tokens.size()));
+  ForwardOptions o = exact(true, 0);
+  Tensor head, tail;
+  forward(*m, cache, tokens.data(), 7, o, &head);
+  forward(*m, cache, tokens.data() + 7, 33, o, &tail);
+  const int64_t vocab = m->config.vocab_size;
+  const testing::Diff d = testing::diff(tail.as<float>(), prefill.as<float>() + 7 * vocab, 33 * vocab);
+  EXPECT_LE(d.max_abs_diff, 1e-4 * d.max_abs_ref);
+}
+
 TEST_F(ModelTest, ChunkedPrefillEqualsUnchunked) {
   auto m = load_model(dir_.path());
   const std::vector<int32_t> tokens = random_tokens(10, m->config.vocab_size, 2);

@@ -1,5 +1,6 @@
 #include "model/mla.h"
 
+#include <algorithm>
 #include <cstring>
 #include <vector>
 
@@ -21,6 +22,10 @@ void for_items(int64_t n, Fn&& fn) {
     for (int64_t i = thread; i < n; i += threads) fn(i, thread);
   });
 }
+
+// Chunks of at least this many tokens (prefill) run attention as GEMMs in the naive form; shorter ones
+// (decode, speculative steps) use the absorbed form over the latent cache.
+constexpr int64_t kPrefillGemmMinTokens = 32;
 
 struct Dims {
   int64_t heads, nope, rope, v, kv_lora, qk, row;
@@ -97,6 +102,52 @@ void naive_attention(const Dims& d, const AttentionWeights& w, const ChunkContex
   });
 }
 
+// Prefill attention as matrix products: the naive formulation (keys and values expanded through
+// kv_b_proj), which needs ~3x fewer FLOPs than the absorbed one when many queries share the keys, as
+// serving engines do for prefill. Per head: scores = Q_h·K_hᵀ over every visible position, the causal
+// mask and softmax row by row, then out = P·V_h. The masked half of the score matrix is computed and
+// discarded: the GEMM is still far faster than per-query loops. Buffers are allocated per call (prefill
+// chunks only; decode never comes here).
+void prefill_attention_gemm(const Dims& d, const AttentionWeights& w, const ChunkContext& chunk,
+                            const KVCache& cache, int64_t layer, Scratch& s) {
+  const int64_t n = chunk.n, total = chunk.pos + chunk.n;
+  std::vector<float> c_kv(size_t(total * d.kv_lora));
+  for (int64_t p = 0; p < total; ++p)
+    std::memcpy(c_kv.data() + p * d.kv_lora, cache.row(layer, p), size_t(d.kv_lora) * sizeof(float));
+  const int64_t kvb_cols = d.heads * (d.nope + d.v);
+  std::vector<float> kvb(size_t(total * kvb_cols));  // [total, heads·(nope+v)]: k_nope then v per head
+  linear(w.kv_b_proj, c_kv.data(), kvb.data(), total, chunk.precision);
+
+  std::vector<float> k_h(size_t(total * d.qk)), vt_h(size_t(d.v * total)), q_h(size_t(n * d.qk));
+  std::vector<float> scores(size_t(n * total)), o_h(size_t(n * d.v));
+  const float scale = float(chunk.softmax_scale);
+  for (int64_t h = 0; h < d.heads; ++h) {
+    for (int64_t p = 0; p < total; ++p) {  // K_h [total, qk] = [k_nope_h | k_rope]; V_hᵀ [v, total]
+      const float* kv = kvb.data() + p * kvb_cols + h * (d.nope + d.v);
+      std::memcpy(k_h.data() + p * d.qk, kv, size_t(d.nope) * sizeof(float));
+      std::memcpy(k_h.data() + p * d.qk + d.nope, cache.row(layer, p) + d.kv_lora, size_t(d.rope) * sizeof(float));
+      for (int64_t i = 0; i < d.v; ++i) vt_h[size_t(i * total + p)] = kv[d.nope + i];
+    }
+    for (int64_t t = 0; t < n; ++t)
+      std::memcpy(q_h.data() + t * d.qk, s.q.data() + (t * d.heads + h) * d.qk, size_t(d.qk) * sizeof(float));
+    const LinearWeight keys{DType::F32, total, d.qk, k_h.data()};
+    linear(keys, q_h.data(), scores.data(), n, Precision::f32);  // [n, total]
+    parallel_for(n, 8, [&](int64_t begin, int64_t end) {
+      for (int64_t t = begin; t < end; ++t) {
+        float* row = scores.data() + t * total;
+        const int64_t visible = chunk.pos + t + 1;  // causal: positions [0, pos + t]
+        scale_inplace(row, scale, visible);
+        softmax_inplace(row, visible);
+        std::fill(row + visible, row + total, 0.0f);
+      }
+    });
+    const LinearWeight values{DType::F32, d.v, total, vt_h.data()};
+    linear(values, scores.data(), o_h.data(), n, Precision::f32);  // [n, v]
+    for (int64_t t = 0; t < n; ++t)
+      std::memcpy(s.heads_out.data() + (t * d.heads + h) * d.v, o_h.data() + t * d.v, size_t(d.v) * sizeof(float));
+  }
+}
+
 }  // namespace
 
 void mla_forward(const ModelConfig& config, const AttentionWeights& w, const ChunkContext& chunk, KVCache& cache,
@@ -136,7 +187,9 @@ void mla_forward(const ModelConfig& config, const AttentionWeights& w, const Chu
       rope_rotate(s.q.data() + (t * d.heads + h) * d.qk + d.nope, chunk.rope_cos + t * half,
                   chunk.rope_sin + t * half, half);
 
-  if (chunk.attention == AttentionImpl::absorbed)
+  if (chunk.attention == AttentionImpl::absorbed && n >= kPrefillGemmMinTokens)
+    prefill_attention_gemm(d, w, chunk, cache, layer, s);
+  else if (chunk.attention == AttentionImpl::absorbed)
     absorbed_attention(d, w, chunk, cache, layer, s);
   else
     naive_attention(d, w, chunk, cache, layer, s);

@@ -23,6 +23,10 @@
 
 namespace dsv3 {
 
+// absorbed: the generation default. Decode steps (and chunks under 32 tokens) attend in latent space
+//   over the cache; prefill chunks of 32+ tokens run the naive formulation as GEMMs (fewer FLOPs when
+//   many queries share the keys, as serving engines do for prefill).
+// naive: the reference path — keys and values expanded through kv_b_proj, per-query loops.
 enum class AttentionImpl { absorbed, naive };
 
 // What one chunk of tokens shares across layers.
