@@ -32,7 +32,7 @@ std::unique_ptr<Model> load_model(const std::string& dir);
 struct ForwardOptions {
   Precision precision = Precision::bf16;  // activations of the projections (f32: exact, for checks)
   AttentionImpl attention = AttentionImpl::absorbed;
-  int64_t prefill_chunk = 256;  // tokens per chunk; <= 0 means the whole input at once
+  int64_t prefill_chunk = 512;  // tokens per chunk; <= 0 means the whole input at once
   bool all_logits = false;      // logits for every position instead of the last one
 };
 
