@@ -2,6 +2,8 @@
 // random model (preset v3-1.5g, ~1.5 GB in BF16) and its FP8 twin, reported as tokens/s and as fractions
 // of this machine's own measured peaks:
 //   decode:  weight bytes read per token × tokens/s  /  measured read bandwidth
+// Each timed run is paired with a peak measurement taken just before it (the machines are shared and
+// their peaks drift); fractions are medians of the per-run ratios.
 //   prefill: needed FLOPs × prompts/s  /  measured oneDNN BF16 matmul throughput (F32 where this CPU
 //            has no BF16 arithmetic and F32 is its fastest GEMM)
 // Needed prefill FLOPs (issue target): 2·params of every projection a token passes through (attention
@@ -134,8 +136,12 @@ int main(int argc, char** argv) {
     // oneDNN has no BF16 matmul and the machine's fastest GEMM is F32, which is then the peak.
     const double bf16_peak = measure_onednn_matmul_gflops(2048, 2048, 2048, dnnl::memory::data_type::bf16);
     const double f32_peak = measure_onednn_matmul_gflops(2048, 2048, 2048, dnnl::memory::data_type::f32);
-    const double gemm_peak = std::max(bf16_peak, f32_peak);
-    const char* peak_kind = bf16_peak >= f32_peak ? "bf16" : "f32";
+    const bool bf16_is_peak = bf16_peak >= f32_peak;
+    const char* peak_kind = bf16_is_peak ? "bf16" : "f32";
+    auto measure_gemm_peak = [&] {
+      return measure_onednn_matmul_gflops(2048, 2048, 2048,
+                                          bf16_is_peak ? dnnl::memory::data_type::bf16 : dnnl::memory::data_type::f32, 3);
+    };
     std::printf("{\"case\": \"machine\", \"threads\": %d, \"read_bandwidth_gbs\": %.2f, \"bf16_gemm_gflops\": %.1f, "
                 "\"f32_gemm_gflops\": %.1f, \"gemm_peak\": \"%s\"}\n",
                 num_threads(), bw.median_gbs, bf16_peak, f32_peak, peak_kind);
@@ -153,26 +159,34 @@ int main(int argc, char** argv) {
       Tensor logits;
 
       // Prefill: a fresh cache per run; the whole prompt in default chunks, logits for the last position.
-      std::vector<double> prefill_s;
+      // The machine is shared: each timed run is paired with a GEMM-peak measurement taken right
+      // before it, and the reported fraction is the median of the per-run ratios.
+      const double prefill_flops = double(prompt_len) * costs.linear_flops + costs.head_flops +
+                                   attention_core_flops(model->config, prompt_len);
+      std::vector<double> prefill_s, prefill_fraction;
       for (int r = 0; r < runs + 1; ++r) {
+        const double peak = measure_gemm_peak();
         KVCache cache(model->config, prompt_len + decode_tokens + 1);
         const double t0 = now_seconds();
         forward(*model, cache, prompt.data(), prompt_len, options, &logits);
-        if (r > 0) prefill_s.push_back(now_seconds() - t0);  // the first run warms up
+        const double seconds = now_seconds() - t0;
+        if (r == 0) continue;  // the first run warms up
+        prefill_s.push_back(seconds);
+        prefill_fraction.push_back(prefill_flops / seconds / 1e9 / peak);
       }
       const double prefill_time = median(prefill_s);
-      const double prefill_flops = double(prompt_len) * costs.linear_flops + costs.head_flops +
-                                   attention_core_flops(model->config, prompt_len);
       const double prefill_gflops = prefill_flops / prefill_time / 1e9;
       std::printf("{\"case\": \"prefill\", \"weights\": \"%s\", \"prompt_tokens\": %lld, \"tokens_per_s\": %.1f, "
                   "\"gflops\": %.1f, \"fraction_of_gemm_peak\": %.3f, \"gemm_peak\": \"%s\"}\n",
                   fp8 ? "fp8" : "bf16", (long long)prompt_len, double(prompt_len) / prefill_time, prefill_gflops,
-                  prefill_gflops / gemm_peak, peak_kind);
+                  median(prefill_fraction), peak_kind);
       std::fflush(stdout);
 
       // Decode at batch 1 after a short prompt: per-token times, median over all runs.
-      std::vector<double> step_s;
+      std::vector<double> step_s, decode_fraction;
       for (int r = 0; r < runs; ++r) {
+        const double bandwidth = measure_read_bandwidth(size_t(512) << 20, 3).median_gbs;  // paired with this run
+        const size_t first_step = step_s.size();
         KVCache cache(model->config, 16 + decode_tokens + 1);
         forward(*model, cache, prompt.data(), 16, options, &logits);
         int32_t token = argmax(logits.as<float>(), vocab);
@@ -182,12 +196,14 @@ int main(int argc, char** argv) {
           step_s.push_back(now_seconds() - t0);
           token = argmax(logits.as<float>(), vocab);
         }
+        const double run_step = median(std::vector<double>(step_s.begin() + int64_t(first_step), step_s.end()));
+        decode_fraction.push_back(double(costs.decode_weight_bytes) / run_step / 1e9 / bandwidth);
       }
       const double step = median(step_s);
       const double gbs = double(costs.decode_weight_bytes) / step / 1e9;
       std::printf("{\"case\": \"decode\", \"weights\": \"%s\", \"tokens_per_s\": %.2f, \"weight_bytes_per_token\": %zu, "
                   "\"weight_gbs\": %.2f, \"fraction_of_read_bandwidth\": %.3f}\n",
-                  fp8 ? "fp8" : "bf16", 1.0 / step, costs.decode_weight_bytes, gbs, gbs / bw.median_gbs);
+                  fp8 ? "fp8" : "bf16", 1.0 / step, costs.decode_weight_bytes, gbs, median(decode_fraction));
       std::fflush(stdout);
     }
   } catch (const std::exception& e) {
