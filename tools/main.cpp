@@ -28,6 +28,7 @@ int main(int argc, char** argv) {
   add(dsv3::cli::add_info, app);
   add(dsv3::cli::add_train_tokenizer, app);
   add(dsv3::cli::add_data, app);
+  add(dsv3::cli::add_grads, app);
 
   try {
     app.parse(argc, argv);

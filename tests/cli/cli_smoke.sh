@@ -23,7 +23,7 @@ expect_error() {
   fi
 }
 
-for sub in init generate chat tokenize logits info train-tokenizer data; do
+for sub in init generate chat tokenize logits info train-tokenizer data grads; do
   if "$dsv3" "$sub" --help >"$work/out" 2>&1 && grep -q -- "--" "$work/out"; then pass "$sub --help"; else fail "$sub --help"; fi
 done
 

@@ -1,0 +1,71 @@
+// Training throughput: one train_forward_backward step (forward, loss, backward into the gradient arena)
+// on a training preset, median of N steps, with model FLOPs (train_step_flops) and their ratio to the
+// machine's f32 oneDNN matmul peak measured in the same run (the float path runs f32 GEMMs) and to the
+// BF16 peak (what the later BF16 path is measured against). One JSON line.
+//
+//   bench_train [preset=tiny] [steps=5] [threads=0 (all)]
+#include <cmath>
+#include <cstdio>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "bench/bench_common.h"
+#include "train/train_presets.h"
+#include "train/train_step.h"
+
+using namespace dsv3;
+
+int main(int argc, char** argv) {
+  const std::string name = argc > 1 ? argv[1] : "tiny";
+  const int steps = argc > 2 ? std::max(1, std::atoi(argv[2])) : 5;
+  set_num_threads(argc > 3 ? std::atoi(argv[3]) : 0);
+  try {
+    const TrainPreset p = train_preset(name);
+    const ModelConfig& c = p.config;
+    TrainParams<float> params(c);
+    TrainInitOptions init;  // TR init std 0.006
+    init_random(params, 1, init);
+    TrainParams<float> grads(params.layout_ptr());
+    TrainOptions o;
+    o.moe.balance = BalanceLoss::sequence;
+    const int64_t B = p.batch_size, S = p.seq_len, depth = resolve_mtp_depth(c, o);
+    TrainActivations<float> acts(c, B, S, depth);
+    std::mt19937 rng(2);
+    std::uniform_int_distribution<int32_t> dist(0, int32_t(c.vocab_size - 1));
+    std::vector<int32_t> tokens(size_t(B * (S + 1)));
+    for (int32_t& t : tokens) t = dist(rng);
+
+    // Validate first: at this init the next-token distribution is nearly uniform, so every CE ≈ ln V.
+    const StepStats first = train_forward_backward(params, grads, acts, tokens.data(), o);
+    const double uniform = std::log(double(c.vocab_size));
+    DSV3_CHECK(std::fabs(first.main_loss - uniform) < 0.05 * uniform, "[bench_train] main loss ", first.main_loss,
+               " at init, expected ~ln V = ", uniform);
+    const double peak_before = bench::measure_onednn_matmul_gflops(2048, 2048, 2048, dnnl::memory::data_type::f32);
+    const std::vector<double> seconds = bench::time_runs(
+        [&] {
+          grads.zero();
+          train_forward_backward(params, grads, acts, tokens.data(), o);
+        },
+        steps, 0);
+    const double peak_after = bench::measure_onednn_matmul_gflops(2048, 2048, 2048, dnnl::memory::data_type::f32);
+    const double bf16_peak = bench::measure_onednn_matmul_gflops(2048, 2048, 2048, dnnl::memory::data_type::bf16);
+    const double step_s = bench::median(seconds);
+    const double flops = train_step_flops(c, B, S, depth);
+    const double gflops = flops / step_s / 1e9;
+    const double f32_peak = 0.5 * (peak_before + peak_after);
+    std::printf(
+        "{\"bench\":\"train_step\",\"preset\":\"%s\",\"threads\":%d,\"batch\":%lld,\"seq\":%lld,\"mtp_depth\":%lld,"
+        "\"median_s\":%.4f,\"tokens_per_s\":%.1f,\"model_gflop\":%.2f,\"gflop_s\":%.1f,\"f32_peak_gflop_s\":%.1f,"
+        "\"mfu_f32\":%.3f,\"bf16_peak_gflop_s\":%.1f,\"mfu_bf16\":%.3f,\"stored_activation_mb\":%.1f,"
+        "\"workspace_mb\":%.1f,\"params\":%lld}\n",
+        name.c_str(), num_threads(), (long long)B, (long long)S, (long long)depth, step_s, double(B * S) / step_s,
+        flops / 1e9, gflops, f32_peak, f32_peak > 0 ? gflops / f32_peak : 0.0, bf16_peak,
+        bf16_peak > 0 ? gflops / bf16_peak : 0.0, double(acts.stored_bytes()) / 1e6,
+        double(acts.workspace_bytes()) / 1e6, (long long)params.size());
+  } catch (const Error& e) {
+    std::fprintf(stderr, "bench_train: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}

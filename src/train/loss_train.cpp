@@ -1,0 +1,98 @@
+#include "train/loss_train.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "core/error.h"
+#include "core/parallel.h"
+
+namespace dsv3 {
+
+namespace {
+
+// Rows per chunk: about 4M logits.
+int64_t chunk_rows(int64_t rows, int64_t vocab) {
+  return std::max<int64_t>(1, std::min<int64_t>(rows, (int64_t(1) << 22) / std::max<int64_t>(vocab, 1)));
+}
+
+// logits -> probabilities in place; returns Σ CE of the chunk. −log p_t = (max − l_t) − log p_max, exact
+// even when p_t underflows (p_max = 1 / Σ exp(l − max) >= 1/V never does).
+template <typename T>
+double softmax_ce(T* logits, int64_t rows, int64_t vocab, const int32_t* targets) {
+  std::vector<double> ce(static_cast<size_t>(rows));
+  parallel_for(rows, 4, [&](int64_t b, int64_t e) {
+    for (int64_t r = b; r < e; ++r) {
+      T* l = logits + r * vocab;
+      const int64_t arg = std::max_element(l, l + vocab) - l;
+      const double margin = double(l[arg]) - double(l[targets[r]]);
+      softmax_row(l, vocab);
+      ce[size_t(r)] = margin - std::log(double(l[arg]));
+    }
+  });
+  double sum = 0;
+  for (double v : ce) sum += v;
+  return sum;
+}
+
+void check_targets(const int32_t* targets, int64_t rows, int64_t vocab) {
+  for (int64_t r = 0; r < rows; ++r)
+    DSV3_CHECK(targets[r] >= 0 && targets[r] < vocab, "[train] target token ", targets[r], " at row ", r,
+               " is outside the vocabulary [0, ", vocab, ")");
+}
+
+}  // namespace
+
+template <typename T>
+double head_loss_forward(const T* h, const T* head, int64_t rows, int64_t hidden, int64_t vocab,
+                         const int32_t* targets, Workspace<T>& ws, T* logits_out) {
+  check_targets(targets, rows, vocab);
+  typename Workspace<T>::Scope scope(ws);
+  const int64_t chunk = chunk_rows(rows, vocab);
+  T* logits = ws.take(chunk * vocab);
+  double sum = 0;
+  for (int64_t r0 = 0; r0 < rows; r0 += chunk) {
+    const int64_t m = std::min(chunk, rows - r0);
+    linear_forward(h + r0 * hidden, head, m, hidden, vocab, logits);
+    if (logits_out) std::memcpy(logits_out + r0 * vocab, logits, size_t(m * vocab) * sizeof(T));
+    sum += softmax_ce(logits, m, vocab, targets + r0);
+  }
+  return sum;
+}
+
+template <typename T>
+double head_loss_forward_backward(const T* h, const T* head, int64_t rows, int64_t hidden, int64_t vocab,
+                                  const int32_t* targets, double grad_scale, Workspace<T>& ws, T* dh, T* dhead) {
+  check_targets(targets, rows, vocab);
+  typename Workspace<T>::Scope scope(ws);
+  const int64_t chunk = chunk_rows(rows, vocab);
+  T* logits = ws.take(chunk * vocab);
+  double sum = 0;
+  for (int64_t r0 = 0; r0 < rows; r0 += chunk) {
+    const int64_t m = std::min(chunk, rows - r0);
+    linear_forward(h + r0 * hidden, head, m, hidden, vocab, logits);
+    sum += softmax_ce(logits, m, vocab, targets + r0);
+    // dlogits = grad_scale · (p − onehot(target))
+    const T scale = T(grad_scale);
+    parallel_for(m, 4, [&](int64_t b, int64_t e) {
+      for (int64_t r = b; r < e; ++r) {
+        T* l = logits + r * vocab;
+        l[targets[r0 + r]] -= T(1);
+        for (int64_t i = 0; i < vocab; ++i) l[i] *= scale;
+      }
+    });
+    linear_backward(h + r0 * hidden, head, logits, m, hidden, vocab, dh + r0 * hidden, dhead);
+  }
+  return sum;
+}
+
+#define DSV3_INSTANTIATE(T)                                                                                   \
+  template double head_loss_forward(const T*, const T*, int64_t, int64_t, int64_t, const int32_t*,            \
+                                    Workspace<T>&, T*);                                                       \
+  template double head_loss_forward_backward(const T*, const T*, int64_t, int64_t, int64_t, const int32_t*,   \
+                                             double, Workspace<T>&, T*, T*);
+DSV3_INSTANTIATE(float)
+DSV3_INSTANTIATE(double)
+#undef DSV3_INSTANTIATE
+
+}  // namespace dsv3

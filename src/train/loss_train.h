@@ -1,0 +1,24 @@
+// Output head + softmax cross-entropy for training: logits = h · W_headᵀ, CE_r = −log softmax(logits_r)[target_r].
+// Rows are processed in chunks (the [rows, vocab] logits never exist at once), and the gradient is fused
+// into the same pass: the loss is the end of the graph, so its upstream gradient (grad_scale) is known
+// when the logits are, and the logits need not be stored or recomputed.
+#pragma once
+
+#include <cstdint>
+
+#include "train/train_ops.h"
+
+namespace dsv3 {
+
+// Σ_r CE_r over `rows` rows of h [rows, H] (the final-norm output), head [V, H]. logits (optional,
+// [rows, V]) receives the logits.
+template <typename T>
+double head_loss_forward(const T* h, const T* head, int64_t rows, int64_t hidden, int64_t vocab,
+                         const int32_t* targets, Workspace<T>& ws, T* logits = nullptr);
+
+// The same sum, plus the gradients of grad_scale · Σ_r CE_r: dh [rows, H] += ..., dhead [V, H] += ...
+template <typename T>
+double head_loss_forward_backward(const T* h, const T* head, int64_t rows, int64_t hidden, int64_t vocab,
+                                  const int32_t* targets, double grad_scale, Workspace<T>& ws, T* dh, T* dhead);
+
+}  // namespace dsv3

@@ -1,0 +1,229 @@
+#include "train/mla_train.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "core/error.h"
+#include "core/parallel.h"
+
+namespace dsv3 {
+
+namespace {
+
+struct Dims {
+  int64_t hidden, heads, nope, rope, v, kv_lora, q_lora, qk, q_width, kv_a_width, kvb_width, o_width;
+  explicit Dims(const ModelConfig& c)
+      : hidden(c.hidden_size),
+        heads(c.num_attention_heads),
+        nope(c.qk_nope_head_dim),
+        rope(c.qk_rope_head_dim),
+        v(c.v_head_dim),
+        kv_lora(c.kv_lora_rank),
+        q_lora(c.q_lora_rank.value_or(0)),
+        qk(c.qk_head_dim()),
+        q_width(heads * qk),
+        kv_a_width(kv_lora + rope),
+        kvb_width(heads * (nope + v)),
+        o_width(heads * v) {}
+};
+
+// The recomputable tensors of one layer's attention for `n` rows.
+template <typename T>
+struct Projected {
+  T* c_q = nullptr;   // [n, q_lora] RMSNorm(q_a) (q_lora only)
+  T* q = nullptr;     // [n, heads·qk] with RoPE applied to the q_rope parts
+  T* c_kv = nullptr;  // [n, kv_lora] RMSNorm(kv_a[:, :kv_lora])
+  T* kvb = nullptr;   // [n, heads·(nope+v)] W_kvb c_kv: k_nope | v per head
+  T* k = nullptr;     // [n, heads·qk] k_nope | RoPE(k_rope) per head
+};
+
+// Everything after the stored down-projections (q_a, kv_a): norms, up-projections, RoPE, key assembly.
+// Without q_lora the query projection is applied to x here too.
+template <typename T>
+Projected<T> project(const ModelConfig& c, const Dims& d, const AttnParams<T>& w, const AttentionContext& ctx,
+                     const T* x, const MlaSaved<T>& saved, Workspace<T>& ws) {
+  const int64_t n = ctx.shape.rows();
+  const double eps = c.rms_norm_eps;
+  Projected<T> p;
+  p.q = ws.take(n * d.q_width);
+  if (d.q_lora > 0) {
+    p.c_q = ws.take(n * d.q_lora);
+    rmsnorm_forward(saved.q_a, d.q_lora, w.q_a_layernorm, n, d.q_lora, eps, p.c_q, d.q_lora);
+    linear_forward(p.c_q, w.q_b_proj, n, d.q_lora, d.q_width, p.q);
+  } else {
+    linear_forward(x, w.q_proj, n, d.hidden, d.q_width, p.q);
+  }
+  rope_forward(p.q + d.nope, n, ctx.shape.seq, d.heads, d.q_width, d.qk, *ctx.rope);
+
+  p.c_kv = ws.take(n * d.kv_lora);
+  rmsnorm_forward(saved.kv_a, d.kv_a_width, w.kv_a_layernorm, n, d.kv_lora, eps, p.c_kv, d.kv_lora);
+  p.kvb = ws.take(n * d.kvb_width);
+  linear_forward(p.c_kv, w.kv_b_proj, n, d.kv_lora, d.kvb_width, p.kvb);
+  p.k = ws.take(n * d.q_width);
+  parallel_for(n, 16, [&](int64_t b, int64_t e) {
+    for (int64_t r = b; r < e; ++r) {
+      T* k_rope = p.k + r * d.q_width + d.nope;  // head 0's slot: rotate once, copy to the others
+      std::memcpy(k_rope, saved.kv_a + r * d.kv_a_width + d.kv_lora, size_t(d.rope) * sizeof(T));
+      for (int64_t h = 0; h < d.heads; ++h)
+        std::memcpy(p.k + r * d.q_width + h * d.qk, p.kvb + r * d.kvb_width + h * (d.nope + d.v),
+                    size_t(d.nope) * sizeof(T));
+    }
+  });
+  rope_forward(p.k + d.nope, n, ctx.shape.seq, 1, d.q_width, d.qk, *ctx.rope);
+  parallel_for(n, 16, [&](int64_t b, int64_t e) {
+    for (int64_t r = b; r < e; ++r)
+      for (int64_t h = 1; h < d.heads; ++h)
+        std::memcpy(p.k + r * d.q_width + h * d.qk + d.nope, p.k + r * d.q_width + d.nope, size_t(d.rope) * sizeof(T));
+  });
+  return p;
+}
+
+// Runs fn(item, thread) for items [0, n), item i on thread i % threads (items are independent).
+template <typename Fn>
+void for_items(int64_t n, Fn&& fn) {
+  parallel_run([&](int thread, int threads) {
+    for (int64_t i = thread; i < n; i += threads) fn(i, thread);
+  });
+}
+
+// P = causal softmax(scale · Q Kᵀ) for one sequence and head, [seq, seq] with zeros above the diagonal.
+template <typename T>
+void attention_probs(const T* q, const T* k, int64_t ld, int64_t seq, int64_t qk, double scale, T* p) {
+  gemm(Trans::no, Trans::yes, seq, seq, qk, T(scale), q, ld, k, ld, T(0), p, seq);
+  for (int64_t i = 0; i < seq; ++i) {
+    softmax_row(p + i * seq, i + 1);
+    std::fill(p + i * seq + i + 1, p + (i + 1) * seq, T(0));
+  }
+}
+
+}  // namespace
+
+int64_t mla_saved_per_token(const ModelConfig& c) {
+  return c.q_lora_rank.value_or(0) + c.kv_lora_rank + c.qk_rope_head_dim + c.num_attention_heads * c.v_head_dim;
+}
+
+template <typename T>
+void mla_forward(const ModelConfig& c, const AttnParams<T>& w, const AttentionContext& ctx, const T* x,
+                 MlaSaved<T> saved, Workspace<T>& ws, T* out) {
+  const Dims d(c);
+  const int64_t n = ctx.shape.rows(), seq = ctx.shape.seq;
+  DSV3_CHECK(ctx.rope != nullptr && ctx.rope->positions >= seq, "[train] attention needs a RoPE table for ", seq,
+             " positions");
+  typename Workspace<T>::Scope scope(ws);
+  if (d.q_lora > 0) linear_forward(x, w.q_a_proj, n, d.hidden, d.q_lora, saved.q_a);
+  linear_forward(x, w.kv_a_proj_with_mqa, n, d.hidden, d.kv_a_width, saved.kv_a);
+  const Projected<T> p = project(c, d, w, ctx, x, saved, ws);
+
+  T* probs = ws.take(int64_t(num_threads()) * seq * seq);
+  for_items(ctx.shape.batch * d.heads, [&](int64_t item, int thread) {
+    const int64_t b = item / d.heads, h = item % d.heads;
+    T* pr = probs + int64_t(thread) * seq * seq;
+    const int64_t row0 = b * seq;
+    attention_probs(p.q + row0 * d.q_width + h * d.qk, p.k + row0 * d.q_width + h * d.qk, d.q_width, seq, d.qk,
+                    ctx.softmax_scale, pr);
+    gemm(Trans::no, Trans::no, seq, d.v, seq, T(1), pr, seq, p.kvb + row0 * d.kvb_width + h * (d.nope + d.v) + d.nope,
+         d.kvb_width, T(0), saved.o + row0 * d.o_width + h * d.v, d.o_width);
+  });
+  linear_forward(saved.o, w.o_proj, n, d.o_width, d.hidden, out);
+}
+
+template <typename T>
+void mla_backward(const ModelConfig& c, const AttnParams<T>& w, const AttnParams<T>& dw, const AttentionContext& ctx,
+                  const T* x, const MlaSaved<T>& saved, const T* dout, Workspace<T>& ws, T* dx) {
+  const Dims d(c);
+  const int64_t n = ctx.shape.rows(), seq = ctx.shape.seq;
+  const double eps = c.rms_norm_eps;
+  typename Workspace<T>::Scope scope(ws);
+  const Projected<T> p = project(c, d, w, ctx, x, saved, ws);
+
+  // Output projection: d_o = dout · W_o (written), dW_o += doutᵀ · o.
+  T* d_o = ws.take(n * d.o_width);
+  gemm(Trans::no, Trans::no, n, d.o_width, d.hidden, T(1), dout, d.hidden, w.o_proj, d.o_width, T(0), d_o, d.o_width);
+  gemm(Trans::yes, Trans::no, d.hidden, d.o_width, n, T(1), dout, d.hidden, saved.o, d.o_width, T(1), dw.o_proj,
+       d.o_width);
+
+  // Attention core, per sequence and head (every output region written exactly once).
+  T* dq = ws.take(n * d.q_width);
+  T* dk = ws.take(n * d.q_width);
+  T* dkvb = ws.take(n * d.kvb_width);
+  T* buffers = ws.take(int64_t(num_threads()) * 2 * seq * seq);
+  for_items(ctx.shape.batch * d.heads, [&](int64_t item, int thread) {
+    const int64_t b = item / d.heads, h = item % d.heads, row0 = b * seq;
+    T* pr = buffers + int64_t(thread) * 2 * seq * seq;
+    T* ds = pr + seq * seq;
+    const T* q = p.q + row0 * d.q_width + h * d.qk;
+    const T* k = p.k + row0 * d.q_width + h * d.qk;
+    const T* v = p.kvb + row0 * d.kvb_width + h * (d.nope + d.v) + d.nope;
+    const T* o = saved.o + row0 * d.o_width + h * d.v;
+    const T* dob = d_o + row0 * d.o_width + h * d.v;
+    attention_probs(q, k, d.q_width, seq, d.qk, ctx.softmax_scale, pr);
+    // dP = dO · Vᵀ;  dS = P ⊙ (dP − rowsum(dO ⊙ O))  (the softmax Jacobian; rowsum(P ⊙ dP) = dO·O).
+    gemm(Trans::no, Trans::yes, seq, seq, d.v, T(1), dob, d.o_width, v, d.kvb_width, T(0), ds, seq);
+    for (int64_t i = 0; i < seq; ++i) {
+      const T row_dot = dot(dob + i * d.o_width, o + i * d.o_width, d.v);
+      T* dsi = ds + i * seq;
+      const T* pi = pr + i * seq;
+      for (int64_t j = 0; j <= i; ++j) dsi[j] = pi[j] * (dsi[j] - row_dot);
+      std::fill(dsi + i + 1, dsi + seq, T(0));
+    }
+    const T scale = T(ctx.softmax_scale);
+    gemm(Trans::no, Trans::no, seq, d.qk, seq, scale, ds, seq, k, d.q_width, T(0), dq + row0 * d.q_width + h * d.qk,
+         d.q_width);
+    gemm(Trans::yes, Trans::no, seq, d.qk, seq, scale, ds, seq, q, d.q_width, T(0), dk + row0 * d.q_width + h * d.qk,
+         d.q_width);
+    gemm(Trans::yes, Trans::no, seq, d.v, seq, T(1), pr, seq, dob, d.o_width, T(0),
+         dkvb + row0 * d.kvb_width + h * (d.nope + d.v) + d.nope, d.kvb_width);
+  });
+
+  // Keys: k_nope gradients into dkvb; k_rope is shared by the heads: sum in head order, un-rotate.
+  T* dkv_a = ws.take(n * d.kv_a_width);
+  parallel_for(n, 16, [&](int64_t b, int64_t e) {
+    for (int64_t r = b; r < e; ++r) {
+      T* dst = dkv_a + r * d.kv_a_width;
+      std::fill(dst, dst + d.kv_a_width, T(0));
+      for (int64_t h = 0; h < d.heads; ++h) {
+        const T* src = dk + r * d.q_width + h * d.qk;
+        std::memcpy(dkvb + r * d.kvb_width + h * (d.nope + d.v), src, size_t(d.nope) * sizeof(T));
+        for (int64_t i = 0; i < d.rope; ++i) dst[d.kv_lora + i] += src[d.nope + i];
+      }
+    }
+  });
+  rope_backward(dkv_a + d.kv_lora, n, seq, 1, d.kv_a_width, d.kv_a_width, *ctx.rope);
+  rope_backward(dq + d.nope, n, seq, d.heads, d.q_width, d.qk, *ctx.rope);
+
+  // KV path: kv_b_proj, kv_a_layernorm, kv_a_proj_with_mqa.
+  T* dc_kv = ws.take(n * d.kv_lora);
+  gemm(Trans::no, Trans::no, n, d.kv_lora, d.kvb_width, T(1), dkvb, d.kvb_width, w.kv_b_proj, d.kv_lora, T(0), dc_kv,
+       d.kv_lora);
+  gemm(Trans::yes, Trans::no, d.kvb_width, d.kv_lora, n, T(1), dkvb, d.kvb_width, p.c_kv, d.kv_lora, T(1), dw.kv_b_proj,
+       d.kv_lora);
+  rmsnorm_backward(saved.kv_a, d.kv_a_width, w.kv_a_layernorm, dc_kv, d.kv_lora, n, d.kv_lora, eps, dkv_a,
+                   d.kv_a_width, dw.kv_a_layernorm);
+  linear_backward(x, w.kv_a_proj_with_mqa, dkv_a, n, d.hidden, d.kv_a_width, dx, dw.kv_a_proj_with_mqa);
+
+  // Query path.
+  if (d.q_lora > 0) {
+    T* dc_q = ws.take(n * d.q_lora);
+    gemm(Trans::no, Trans::no, n, d.q_lora, d.q_width, T(1), dq, d.q_width, w.q_b_proj, d.q_lora, T(0), dc_q, d.q_lora);
+    gemm(Trans::yes, Trans::no, d.q_width, d.q_lora, n, T(1), dq, d.q_width, p.c_q, d.q_lora, T(1), dw.q_b_proj,
+         d.q_lora);
+    T* dq_a = ws.take(n * d.q_lora);
+    std::fill(dq_a, dq_a + n * d.q_lora, T(0));
+    rmsnorm_backward(saved.q_a, d.q_lora, w.q_a_layernorm, dc_q, d.q_lora, n, d.q_lora, eps, dq_a, d.q_lora,
+                     dw.q_a_layernorm);
+    linear_backward(x, w.q_a_proj, dq_a, n, d.hidden, d.q_lora, dx, dw.q_a_proj);
+  } else {
+    linear_backward(x, w.q_proj, dq, n, d.hidden, d.q_width, dx, dw.q_proj);
+  }
+}
+
+#define DSV3_INSTANTIATE(T)                                                                                       \
+  template void mla_forward(const ModelConfig&, const AttnParams<T>&, const AttentionContext&, const T*,          \
+                            MlaSaved<T>, Workspace<T>&, T*);                                                      \
+  template void mla_backward(const ModelConfig&, const AttnParams<T>&, const AttnParams<T>&,                      \
+                             const AttentionContext&, const T*, const MlaSaved<T>&, const T*, Workspace<T>&, T*);
+DSV3_INSTANTIATE(float)
+DSV3_INSTANTIATE(double)
+#undef DSV3_INSTANTIATE
+
+}  // namespace dsv3

@@ -1,0 +1,294 @@
+#include "train/train_ops.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <type_traits>
+
+#include "core/error.h"
+#include "core/parallel.h"
+#include "model/rope.h"
+#include "ops/ops.h"
+
+namespace dsv3 {
+
+RopeTable make_rope_table(const ModelConfig& config, int64_t positions) {
+  const RopeFrequencies f = rope_frequencies(config);
+  RopeTable t;
+  t.half = f.dim / 2;
+  t.positions = positions;
+  t.cos.resize(size_t(positions * t.half));
+  t.sin.resize(size_t(positions * t.half));
+  if (positions > 0) rope_tables(f, 0, positions, t.cos.data(), t.sin.data());
+  return t;
+}
+
+// ---- Workspace ----
+
+template <typename T>
+T* Workspace<T>::take(int64_t n) {
+  n = std::max<int64_t>((n + 15) / 16 * 16, 16);
+  if (!blocks_.empty() && used_ + n <= blocks_[block_].size) {
+    T* p = blocks_[block_].data.get() + used_;
+    used_ += n;
+    return p;
+  }
+  // The next block (unused: everything after the current block was released) or a new one.
+  const size_t next = blocks_.empty() ? 0 : block_ + 1;
+  if (next >= blocks_.size() || blocks_[next].size < n) {
+    const int64_t size = std::max<int64_t>(n, int64_t(1) << 20);
+    T* p = static_cast<T*>(std::aligned_alloc(64, size_t(size) * sizeof(T)));
+    DSV3_CHECK(p != nullptr, "[train] out of memory growing the workspace by ", size_t(size) * sizeof(T), " bytes");
+    Block b;
+    b.data = std::unique_ptr<T[], void (*)(void*)>(p, std::free);
+    b.size = size;
+    if (next >= blocks_.size())
+      blocks_.push_back(std::move(b));
+    else
+      blocks_[next] = std::move(b);
+  }
+  block_ = next;
+  used_ = n;
+  return blocks_[block_].data.get();
+}
+
+template <typename T>
+int64_t Workspace<T>::capacity() const {
+  int64_t total = 0;
+  for (const Block& b : blocks_) total += b.size;
+  return total;
+}
+
+// ---- linear ----
+
+template <typename T>
+void linear_forward(const T* x, const T* w, int64_t n, int64_t in, int64_t out, T* y) {
+  gemm(Trans::no, Trans::yes, n, out, in, T(1), x, in, w, in, T(0), y, out);
+}
+
+template <typename T>
+void linear_backward(const T* x, const T* w, const T* dy, int64_t n, int64_t in, int64_t out, T* dx, T* dw) {
+  if (dx) gemm(Trans::no, Trans::no, n, in, out, T(1), dy, out, w, in, T(1), dx, in);
+  if (dw) gemm(Trans::yes, Trans::no, out, in, n, T(1), dy, out, x, in, T(1), dw, in);
+}
+
+// ---- RMSNorm ----
+
+namespace {
+
+template <typename T>
+double inverse_rms(const T* x, int64_t dim, double eps) {
+  double sum = 0;
+  for (int64_t i = 0; i < dim; ++i) sum += double(x[i]) * double(x[i]);
+  return 1.0 / std::sqrt(sum / double(dim) + eps);
+}
+
+// Columns per task when a reduction over rows is split by columns.
+constexpr int64_t kColumnBlock = 64;
+
+}  // namespace
+
+template <typename T>
+void rmsnorm_forward(const T* x, int64_t ldx, const T* w, int64_t rows, int64_t dim, double eps, T* y, int64_t ldy) {
+  parallel_for(rows, 16, [&](int64_t b, int64_t e) {
+    for (int64_t r = b; r < e; ++r) {
+      const T* xr = x + r * ldx;
+      T* yr = y + r * ldy;
+      if constexpr (std::is_same_v<T, float>) {
+        rmsnorm(xr, w, float(eps), yr, 1, dim);  // the inference kernel (vectorized)
+      } else {
+        const T inv = T(inverse_rms(xr, dim, eps));
+        for (int64_t i = 0; i < dim; ++i) yr[i] = xr[i] * inv * w[i];
+      }
+    }
+  });
+}
+
+template <typename T>
+void rmsnorm_backward(const T* x, int64_t ldx, const T* w, const T* dy, int64_t ldy, int64_t rows, int64_t dim,
+                      double eps, T* dx, int64_t lddx, T* dw) {
+  thread_local std::vector<T> inv_buf;
+  inv_buf.resize(size_t(rows));
+  T* inv = inv_buf.data();
+  // y_i = x_i·r·w_i with r = (mean(x²)+eps)^-1/2:  dx_i = r·g_i − x_i·r³·(Σ_j g_j x_j)/dim,  g = dy ⊙ w.
+  parallel_for(rows, 16, [&](int64_t b, int64_t e) {
+    for (int64_t r = b; r < e; ++r) {
+      const T* xr = x + r * ldx;
+      const T* dyr = dy + r * ldy;
+      const double rr = inverse_rms(xr, dim, eps);
+      inv[r] = T(rr);
+      if (!dx) continue;
+      double gx = 0;
+      for (int64_t i = 0; i < dim; ++i) gx += double(dyr[i]) * double(w[i]) * double(xr[i]);
+      const T a = T(rr), c = T(rr * rr * rr * gx / double(dim));
+      T* dxr = dx + r * lddx;
+      for (int64_t i = 0; i < dim; ++i) dxr[i] += a * dyr[i] * w[i] - c * xr[i];
+    }
+  });
+  if (!dw) return;
+  const int64_t blocks = (dim + kColumnBlock - 1) / kColumnBlock;
+  parallel_for(blocks, 1, [&](int64_t bb, int64_t be) {
+    T acc[kColumnBlock];
+    for (int64_t blk = bb; blk < be; ++blk) {
+      const int64_t c0 = blk * kColumnBlock, c1 = std::min(dim, c0 + kColumnBlock);
+      std::fill(acc, acc + kColumnBlock, T(0));
+      for (int64_t r = 0; r < rows; ++r) {
+        const T* xr = x + r * ldx;
+        const T* dyr = dy + r * ldy;
+        for (int64_t i = c0; i < c1; ++i) acc[i - c0] += dyr[i] * xr[i] * inv[r];
+      }
+      for (int64_t i = c0; i < c1; ++i) dw[i] += acc[i - c0];
+    }
+  });
+}
+
+// ---- embedding ----
+
+template <typename T>
+void embedding_forward(const T* table, int64_t vocab, int64_t dim, const int32_t* tokens, int64_t rows, T* y) {
+  for (int64_t r = 0; r < rows; ++r)
+    DSV3_CHECK(tokens[r] >= 0 && tokens[r] < vocab, "[train] token id ", tokens[r], " at index ", r,
+               " is outside the vocabulary [0, ", vocab, ")");
+  parallel_for(rows, 64, [&](int64_t b, int64_t e) {
+    for (int64_t r = b; r < e; ++r) std::memcpy(y + r * dim, table + int64_t(tokens[r]) * dim, size_t(dim) * sizeof(T));
+  });
+}
+
+template <typename T>
+void embedding_backward(int64_t vocab, int64_t dim, const int32_t* tokens, int64_t rows, const T* dy, T* dtable) {
+  const int64_t blocks = (dim + kColumnBlock - 1) / kColumnBlock;
+  parallel_for(blocks, 1, [&](int64_t bb, int64_t be) {
+    for (int64_t blk = bb; blk < be; ++blk) {
+      const int64_t c0 = blk * kColumnBlock, c1 = std::min(dim, c0 + kColumnBlock);
+      for (int64_t r = 0; r < rows; ++r) {
+        T* dst = dtable + int64_t(tokens[r]) * dim;
+        const T* src = dy + r * dim;
+        for (int64_t i = c0; i < c1; ++i) dst[i] += src[i];
+      }
+    }
+  });
+  (void)vocab;
+}
+
+// ---- RoPE ----
+
+namespace {
+
+template <typename T>
+void rope_apply(T* x, int64_t rows, int64_t seq, int64_t vectors, int64_t row_stride, int64_t vector_stride,
+                const RopeTable& rope, bool transpose) {
+  DSV3_CHECK(seq <= rope.positions, "[train] RoPE table covers ", rope.positions, " positions, sequence has ", seq);
+  const int64_t half = rope.half;
+  parallel_for(rows, 16, [&](int64_t b, int64_t e) {
+    for (int64_t r = b; r < e; ++r) {
+      const float* cs = rope.cos.data() + (r % seq) * half;
+      const float* sn = rope.sin.data() + (r % seq) * half;
+      for (int64_t j = 0; j < vectors; ++j) {
+        T* v = x + r * row_stride + j * vector_stride;
+        for (int64_t i = 0; i < half; ++i) {
+          const T c = T(cs[i]), s = transpose ? -T(sn[i]) : T(sn[i]);
+          const T a = v[2 * i], bb = v[2 * i + 1];
+          v[2 * i] = a * c - bb * s;
+          v[2 * i + 1] = a * s + bb * c;
+        }
+      }
+    }
+  });
+}
+
+}  // namespace
+
+template <typename T>
+void rope_forward(T* x, int64_t rows, int64_t seq, int64_t vectors, int64_t row_stride, int64_t vector_stride,
+                  const RopeTable& rope) {
+  rope_apply(x, rows, seq, vectors, row_stride, vector_stride, rope, false);
+}
+
+template <typename T>
+void rope_backward(T* dx, int64_t rows, int64_t seq, int64_t vectors, int64_t row_stride, int64_t vector_stride,
+                   const RopeTable& rope) {
+  rope_apply(dx, rows, seq, vectors, row_stride, vector_stride, rope, true);
+}
+
+// ---- SwiGLU ----
+
+namespace {
+template <typename T>
+T sigmoid(T g) {
+  // e^-|g| never overflows.
+  const T e = std::exp(-std::fabs(g));
+  return g >= T(0) ? T(1) / (T(1) + e) : e / (T(1) + e);
+}
+}  // namespace
+
+template <typename T>
+void swiglu_forward(const T* g, const T* u, int64_t n, T* h) {
+  if constexpr (std::is_same_v<T, float>) {
+    parallel_for(n, 1 << 14, [&](int64_t b, int64_t e) { silu_mul(g + b, u + b, h + b, e - b); });
+  } else {
+    for (int64_t i = 0; i < n; ++i) h[i] = g[i] * sigmoid(g[i]) * u[i];
+  }
+}
+
+template <typename T>
+void swiglu_backward(const T* g, const T* u, const T* dh, int64_t n, T* dg, T* du) {
+  parallel_for(n, 1 << 14, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) {
+      const T s = sigmoid(g[i]);
+      const T silu = g[i] * s;
+      const T d = dh[i], ui = u[i];
+      // silu'(g) = s·(1 + g·(1 − s))
+      dg[i] = d * ui * s * (T(1) + g[i] * (T(1) - s));
+      du[i] = d * silu;
+    }
+  });
+}
+
+// ---- helpers ----
+
+template <typename T>
+void softmax_row(T* x, int64_t n) {
+  if constexpr (std::is_same_v<T, float>) {
+    softmax_inplace(x, n);
+  } else {
+    T m = x[0];
+    for (int64_t i = 1; i < n; ++i) m = std::max(m, x[i]);
+    T sum = 0;
+    for (int64_t i = 0; i < n; ++i) sum += (x[i] = std::exp(x[i] - m));
+    const T inv = T(1) / sum;
+    for (int64_t i = 0; i < n; ++i) x[i] *= inv;
+  }
+}
+
+template <typename T>
+T dot(const T* a, const T* b, int64_t n) {
+  if constexpr (std::is_same_v<T, float>) {
+    return dot_f32(a, b, n);
+  } else {
+    T s = 0;
+    for (int64_t i = 0; i < n; ++i) s += a[i] * b[i];
+    return s;
+  }
+}
+
+#define DSV3_INSTANTIATE(T)                                                                                        \
+  template class Workspace<T>;                                                                                     \
+  template void linear_forward(const T*, const T*, int64_t, int64_t, int64_t, T*);                                 \
+  template void linear_backward(const T*, const T*, const T*, int64_t, int64_t, int64_t, T*, T*);                  \
+  template void rmsnorm_forward(const T*, int64_t, const T*, int64_t, int64_t, double, T*, int64_t);               \
+  template void rmsnorm_backward(const T*, int64_t, const T*, const T*, int64_t, int64_t, int64_t, double, T*,     \
+                                 int64_t, T*);                                                                     \
+  template void embedding_forward(const T*, int64_t, int64_t, const int32_t*, int64_t, T*);                        \
+  template void embedding_backward(int64_t, int64_t, const int32_t*, int64_t, const T*, T*);                       \
+  template void rope_forward(T*, int64_t, int64_t, int64_t, int64_t, int64_t, const RopeTable&);                   \
+  template void rope_backward(T*, int64_t, int64_t, int64_t, int64_t, int64_t, const RopeTable&);                  \
+  template void swiglu_forward(const T*, const T*, int64_t, T*);                                                   \
+  template void swiglu_backward(const T*, const T*, const T*, int64_t, T*, T*);                                    \
+  template void softmax_row(T*, int64_t);                                                                          \
+  template T dot(const T*, const T*, int64_t);
+DSV3_INSTANTIATE(float)
+DSV3_INSTANTIATE(double)
+#undef DSV3_INSTANTIATE
+
+}  // namespace dsv3

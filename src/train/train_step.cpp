@@ -1,0 +1,362 @@
+#include "train/train_step.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "core/error.h"
+#include "core/parallel.h"
+#include "train/loss_train.h"
+#include "train/mtp_train.h"
+
+namespace dsv3 {
+
+int64_t resolve_mtp_depth(const ModelConfig& config, const TrainOptions& options) {
+  const int64_t available = config.num_nextn_predict_layers;
+  const int64_t depth = options.mtp_depth < 0 ? available : options.mtp_depth;
+  DSV3_CHECK(depth <= available, "[train] MTP depth ", depth, " requested but the model has ", available,
+             " MTP modules (num_nextn_predict_layers)");
+  return depth;
+}
+
+namespace {
+
+// Matmul parameters one token passes through in block `layer` (attention + FFN).
+double block_matmul_params(const ModelConfig& c, int64_t layer) {
+  const double H = double(c.hidden_size), heads = double(c.num_attention_heads);
+  double p = c.q_lora_rank ? double(*c.q_lora_rank) * (H + heads * double(c.qk_head_dim())) : H * heads * double(c.qk_head_dim());
+  p += H * double(c.kv_lora_rank + c.qk_rope_head_dim);
+  p += double(c.kv_lora_rank) * heads * double(c.qk_nope_head_dim + c.v_head_dim);
+  p += heads * double(c.v_head_dim) * H;
+  if (c.is_moe_layer(layer))
+    p += double(c.n_routed_experts) * H +
+         double(c.num_experts_per_tok + c.n_shared_experts) * 3.0 * H * double(c.moe_intermediate_size);
+  else
+    p += 3.0 * H * double(c.intermediate_size);
+  return p;
+}
+
+// Forward FLOPs of the causal attention core of one block over a sequence of `seq` tokens.
+double attention_flops(const ModelConfig& c, int64_t seq) {
+  return 2.0 * double(c.num_attention_heads) * double(c.qk_head_dim() + c.v_head_dim) * double(seq) *
+         double(seq + 1) / 2.0;
+}
+
+}  // namespace
+
+double train_step_flops(const ModelConfig& c, int64_t batch, int64_t seq, int64_t mtp_depth) {
+  const double H = double(c.hidden_size), V = double(c.vocab_size);
+  double flops = 0;
+  for (int64_t l = 0; l < c.num_hidden_layers; ++l)
+    flops += 6.0 * block_matmul_params(c, l) * double(batch * seq) + 3.0 * attention_flops(c, seq) * double(batch);
+  flops += 6.0 * V * H * double(batch * seq);
+  for (int64_t k = 0; k < mtp_depth; ++k) {
+    const int64_t sk = seq - 1 - k;
+    const double p = 2.0 * H * H + block_matmul_params(c, c.num_hidden_layers + k) + V * H;
+    flops += 6.0 * p * double(batch * sk) + 3.0 * attention_flops(c, sk) * double(batch);
+  }
+  return flops;
+}
+
+// ---- activations ----
+
+namespace {
+
+// Hands out the arrays of the activation arenas. Run twice: counting (no bases), then assigning.
+template <typename T>
+class Carver {
+ public:
+  Carver(T* values, int64_t* integers) : values_(values), integers_(integers) {}
+  T* values(int64_t n) {
+    const int64_t at = n_values_;
+    n_values_ += (n + 15) / 16 * 16;
+    return values_ ? values_ + at : nullptr;
+  }
+  int64_t* i64(int64_t n) {
+    const int64_t at = n_integers_;
+    n_integers_ += n;
+    return integers_ ? integers_ + at : nullptr;
+  }
+  int32_t* i32(int64_t n) { return reinterpret_cast<int32_t*>(i64((n + 1) / 2)); }
+  int64_t n_values() const { return n_values_; }
+  int64_t n_integers() const { return n_integers_; }
+
+ private:
+  T* values_;
+  int64_t* integers_;
+  int64_t n_values_ = 0, n_integers_ = 0;
+};
+
+template <typename T>
+BlockSaved<T> carve_block(Carver<T>& cv, const ModelConfig& c, int64_t layer, int64_t rows) {
+  const int64_t H = c.hidden_size;
+  BlockSaved<T> s;
+  s.x_mid = cv.values(rows * H);
+  if (c.q_lora_rank) s.attn.q_a = cv.values(rows * *c.q_lora_rank);
+  s.attn.kv_a = cv.values(rows * (c.kv_lora_rank + c.qk_rope_head_dim));
+  s.attn.o = cv.values(rows * c.num_attention_heads * c.v_head_dim);
+  if (!c.is_moe_layer(layer)) {
+    s.mlp.gate = cv.values(rows * c.intermediate_size);
+    s.mlp.up = cv.values(rows * c.intermediate_size);
+    return s;
+  }
+  const int64_t E = c.n_routed_experts, K = c.num_experts_per_tok, inter = c.moe_intermediate_size;
+  s.moe.scores = cv.values(rows * E);
+  s.moe.weights = cv.values(rows * K);
+  s.moe.indices = cv.i32(rows * K);
+  s.moe.slot_row = cv.i32(rows * K);
+  s.moe.expert_begin = cv.i64(E + 1);
+  s.moe.gate = cv.values(rows * K * inter);
+  s.moe.up = cv.values(rows * K * inter);
+  if (c.n_shared_experts > 0) {
+    s.moe.shared.gate = cv.values(rows * c.n_shared_experts * inter);
+    s.moe.shared.up = cv.values(rows * c.n_shared_experts * inter);
+  }
+  return s;
+}
+
+template <typename T>
+void carve_all(TrainActivations<T>& a, Carver<T>& cv) {
+  const ModelConfig& c = a.config();
+  const int64_t rows = a.shape().rows(), H = c.hidden_size;
+  a.inputs = cv.i32(rows);
+  a.targets = cv.i32(rows);
+  for (int64_t l = 0; l <= c.num_hidden_layers; ++l) a.x[size_t(l)] = cv.values(rows * H);
+  for (int64_t l = 0; l < c.num_hidden_layers; ++l) a.layers[size_t(l)] = carve_block(cv, c, l, rows);
+  a.hidden = cv.values(rows * H);
+  a.dhidden = cv.values(rows * H);
+  for (size_t k = 0; k < a.mtp.size(); ++k) {
+    typename TrainActivations<T>::Mtp& m = a.mtp[k];
+    const int64_t r = m.shape.rows();
+    m.inputs = cv.i32(r);
+    m.targets = cv.i32(r);
+    m.h_in = cv.values(r * H);
+    m.x_in = cv.values(r * H);
+    m.block = carve_block(cv, c, c.num_hidden_layers + int64_t(k), r);
+    m.x_out = cv.values(r * H);
+    m.dx_out = cv.values(r * H);
+  }
+}
+
+}  // namespace
+
+template <typename T>
+TrainActivations<T>::TrainActivations(const ModelConfig& config, int64_t batch, int64_t seq, int64_t mtp_depth)
+    : config_(config), shape_{batch, seq} {
+  DSV3_CHECK(batch > 0 && seq > 0, "[train] batch (", batch, ") and sequence length (", seq, ") must be positive");
+  DSV3_CHECK(mtp_depth >= 0 && mtp_depth <= config.num_nextn_predict_layers, "[train] MTP depth ", mtp_depth,
+             " outside [0, num_nextn_predict_layers = ", config.num_nextn_predict_layers, "]");
+  DSV3_CHECK(seq > mtp_depth, "[train] sequence length ", seq, " leaves no positions for MTP depth ", mtp_depth,
+             " (module k predicts token i+2+k; needs seq > depth)");
+  x.resize(size_t(config.num_hidden_layers + 1));
+  layers.resize(size_t(config.num_hidden_layers));
+  mtp.resize(size_t(mtp_depth));
+  for (int64_t k = 0; k < mtp_depth; ++k) mtp[size_t(k)].shape = SeqShape{batch, seq - 1 - k};
+  rope = make_rope_table(config, seq);
+  Carver<T> count(nullptr, nullptr);
+  carve_all(*this, count);
+  values_.assign(size_t(count.n_values()), T(0));
+  integers_.assign(size_t(count.n_integers()), 0);
+  Carver<T> assign(values_.data(), integers_.data());
+  carve_all(*this, assign);
+}
+
+template <typename T>
+int64_t TrainActivations<T>::stored_bytes() const {
+  return int64_t(values_.size() * sizeof(T) + integers_.size() * sizeof(int64_t));
+}
+
+// ---- the step ----
+
+namespace {
+
+// dst[b·dst_seq + t] (+)= src[b·src_seq + t] for t < dst_seq: the first dst_seq positions of each row.
+template <typename T>
+void copy_prefix_rows(const T* src, int64_t src_seq, T* dst, int64_t dst_seq, int64_t batch, int64_t width,
+                      bool accumulate) {
+  parallel_for(batch * dst_seq, 16, [&](int64_t b, int64_t e) {
+    for (int64_t r = b; r < e; ++r) {
+      const T* s = src + ((r / dst_seq) * src_seq + r % dst_seq) * width;
+      T* d = dst + r * width;
+      if (accumulate)
+        for (int64_t i = 0; i < width; ++i) d[i] += s[i];
+      else
+        std::memcpy(d, s, size_t(width) * sizeof(T));
+    }
+  });
+}
+
+template <typename T>
+void zero(T* p, int64_t n) {
+  std::fill(p, p + n, T(0));
+}
+
+template <typename T>
+void add_loads(const ModelConfig& c, int64_t layer, const BlockSaved<T>& s, StepStats& stats) {
+  if (!c.is_moe_layer(layer)) return;
+  std::vector<int64_t> load(size_t(c.n_routed_experts));
+  for (int64_t e = 0; e < c.n_routed_experts; ++e)
+    load[size_t(e)] = s.moe.expert_begin[e + 1] - s.moe.expert_begin[e];
+  stats.moe_layers.push_back(layer);
+  stats.expert_load.push_back(std::move(load));
+}
+
+template <typename T>
+StepStats run_step(TrainParams<T>& params, TrainParams<T>* grads, TrainActivations<T>& a, const int32_t* tokens,
+                   const TrainOptions& o, T* logits) {
+  const ModelConfig& c = params.config();
+  const ModelConfig& ac = a.config();
+  DSV3_CHECK(ac.hidden_size == c.hidden_size && ac.num_hidden_layers == c.num_hidden_layers &&
+                 ac.vocab_size == c.vocab_size && ac.n_routed_experts == c.n_routed_experts,
+             "[train] the activations were sized for another model config");
+  const int64_t D = resolve_mtp_depth(c, o);
+  DSV3_CHECK(D == a.mtp_depth(), "[train] activations sized for MTP depth ", a.mtp_depth(), ", options ask for ", D);
+  DSV3_CHECK(grads == nullptr || grads->size() == params.size(), "[train] gradients have another layout");
+  DSV3_CHECK(tokens != nullptr, "[train] no tokens");
+  const SeqShape shape = a.shape();
+  const int64_t B = shape.batch, S = shape.seq, rows = shape.rows(), H = c.hidden_size, V = c.vocab_size;
+  const int64_t L = c.num_hidden_layers;
+  const double eps = c.rms_norm_eps;
+  Workspace<T>& ws = a.ws;
+  typename Workspace<T>::Scope scope(ws);
+
+  ModelParams<T> P = model_params(params);
+  ModelParams<T> G;
+  if (grads) G = model_params(*grads);
+
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t t = 0; t < S; ++t) {
+      a.inputs[b * S + t] = tokens[b * (S + 1) + t];
+      a.targets[b * S + t] = tokens[b * (S + 1) + t + 1];
+    }
+
+  StepStats stats;
+  stats.tokens = rows;
+  const AttentionContext ctx{shape, &a.rope, attention_softmax_scale(c)};
+  embedding_forward(P.embed_tokens, V, H, a.inputs, rows, a.x[0]);
+  for (int64_t l = 0; l < L; ++l) {
+    stats.balance_loss += block_forward(c, P.layers[size_t(l)], ctx, o.moe, a.x[size_t(l)], a.layers[size_t(l)], ws,
+                                        a.x[size_t(l + 1)]);
+    add_loads(c, l, a.layers[size_t(l)], stats);
+  }
+  rmsnorm_forward(a.x[size_t(L)], H, P.norm, rows, H, eps, a.hidden, H);
+  double ce_sum;
+  if (grads) {
+    zero(a.dhidden, rows * H);
+    ce_sum = head_loss_forward_backward(a.hidden, P.lm_head, rows, H, V, a.targets, 1.0 / double(rows), ws, a.dhidden,
+                                        G.lm_head);
+  } else {
+    ce_sum = head_loss_forward(a.hidden, P.lm_head, rows, H, V, a.targets, ws, logits);
+  }
+  stats.main_loss = ce_sum / double(rows);
+
+  // MTP modules: forward, and the head's gradient down to dx_out (backward of the rest follows).
+  for (int64_t k = 0; k < D; ++k) {
+    typename TrainActivations<T>::Mtp& m = a.mtp[size_t(k)];
+    const MtpParams<T>& mp = P.mtp[size_t(k)];
+    const int64_t Sk = m.shape.seq, rk = m.shape.rows();
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t t = 0; t < Sk; ++t) {
+        m.inputs[b * Sk + t] = tokens[b * (S + 1) + t + 1 + k];
+        m.targets[b * Sk + t] = tokens[b * (S + 1) + t + 2 + k];
+      }
+    if (k == 0)
+      copy_prefix_rows(a.hidden, S, m.h_in, Sk, B, H, false);
+    else
+      copy_prefix_rows(a.mtp[size_t(k - 1)].x_out, a.mtp[size_t(k - 1)].shape.seq, m.h_in, Sk, B, H, false);
+    {
+      typename Workspace<T>::Scope inner(ws);
+      T* emb = ws.take(rk * H);
+      embedding_forward(mp.embed_tokens, V, H, m.inputs, rk, emb);
+      mtp_input_forward(c, mp, emb, m.h_in, rk, ws, m.x_in);
+    }
+    const AttentionContext ctx_k{m.shape, &a.rope, ctx.softmax_scale};
+    stats.balance_loss += block_forward(c, mp.block, ctx_k, o.moe, m.x_in, m.block, ws, m.x_out);
+    add_loads(c, L + k, m.block, stats);
+    typename Workspace<T>::Scope inner(ws);
+    T* h = ws.take(rk * H);
+    rmsnorm_forward(m.x_out, H, mp.shared_head_norm, rk, H, eps, h, H);
+    double ce_k;
+    if (grads) {
+      T* dh = ws.take(rk * H);
+      zero(dh, rk * H);
+      ce_k = head_loss_forward_backward(h, mp.shared_head, rk, H, V, m.targets, o.mtp_lambda / double(D * rk), ws, dh,
+                                        G.mtp[size_t(k)].shared_head);
+      zero(m.dx_out, rk * H);
+      rmsnorm_backward(m.x_out, H, mp.shared_head_norm, dh, H, rk, H, eps, m.dx_out, H, G.mtp[size_t(k)].shared_head_norm);
+    } else {
+      ce_k = head_loss_forward(h, mp.shared_head, rk, H, V, m.targets, ws);
+    }
+    stats.mtp_loss.push_back(ce_k / double(rk));
+  }
+  stats.loss = stats.main_loss + stats.balance_loss;
+  for (double l : stats.mtp_loss) stats.loss += o.mtp_lambda / double(D) * l;
+  if (!grads) return stats;
+
+  // ---- backward ----
+  for (int64_t k = D - 1; k >= 0; --k) {
+    typename TrainActivations<T>::Mtp& m = a.mtp[size_t(k)];
+    const MtpParams<T>& mp = P.mtp[size_t(k)];
+    MtpParams<T>& mg = G.mtp[size_t(k)];
+    const int64_t Sk = m.shape.seq, rk = m.shape.rows();
+    const AttentionContext ctx_k{m.shape, &a.rope, ctx.softmax_scale};
+    block_backward(c, mp.block, mg.block, ctx_k, o.moe, m.x_in, m.block, ws, m.dx_out);
+    typename Workspace<T>::Scope inner(ws);
+    T* emb = ws.take(rk * H);
+    T* demb = ws.take(rk * H);
+    T* dh = ws.take(rk * H);
+    embedding_forward(mp.embed_tokens, V, H, m.inputs, rk, emb);
+    zero(demb, rk * H);
+    zero(dh, rk * H);
+    mtp_input_backward(c, mp, mg, emb, m.h_in, rk, m.dx_out, ws, demb, dh);
+    embedding_backward(V, H, m.inputs, rk, demb, mg.embed_tokens);
+    // dh belongs to the first Sk positions of the previous depth's rows.
+    const auto scatter = [&](T* dst, int64_t dst_seq) {
+      parallel_for(rk, 16, [&](int64_t b, int64_t e) {
+        for (int64_t r = b; r < e; ++r) {
+          T* d = dst + ((r / Sk) * dst_seq + r % Sk) * H;
+          const T* s = dh + r * H;
+          for (int64_t i = 0; i < H; ++i) d[i] += s[i];
+        }
+      });
+    };
+    if (k == 0)
+      scatter(a.dhidden, S);
+    else
+      scatter(a.mtp[size_t(k - 1)].dx_out, a.mtp[size_t(k - 1)].shape.seq);
+  }
+
+  T* dx = ws.take(rows * H);
+  zero(dx, rows * H);
+  rmsnorm_backward(a.x[size_t(L)], H, P.norm, a.dhidden, H, rows, H, eps, dx, H, G.norm);
+  for (int64_t l = L - 1; l >= 0; --l)
+    block_backward(c, P.layers[size_t(l)], G.layers[size_t(l)], ctx, o.moe, a.x[size_t(l)], a.layers[size_t(l)], ws,
+                   dx);
+  embedding_backward(V, H, a.inputs, rows, dx, G.embed_tokens);
+  return stats;
+}
+
+}  // namespace
+
+template <typename T>
+StepStats train_forward(TrainParams<T>& params, TrainActivations<T>& acts, const int32_t* tokens,
+                        const TrainOptions& options, T* logits) {
+  return run_step<T>(params, nullptr, acts, tokens, options, logits);
+}
+
+template <typename T>
+StepStats train_forward_backward(TrainParams<T>& params, TrainParams<T>& grads, TrainActivations<T>& acts,
+                                 const int32_t* tokens, const TrainOptions& options) {
+  return run_step<T>(params, &grads, acts, tokens, options, nullptr);
+}
+
+#define DSV3_INSTANTIATE(T)                                                                                  \
+  template class TrainActivations<T>;                                                                        \
+  template StepStats train_forward(TrainParams<T>&, TrainActivations<T>&, const int32_t*, const TrainOptions&, \
+                                   T*);                                                                      \
+  template StepStats train_forward_backward(TrainParams<T>&, TrainParams<T>&, TrainActivations<T>&,          \
+                                            const int32_t*, const TrainOptions&);
+DSV3_INSTANTIATE(float)
+DSV3_INSTANTIATE(double)
+#undef DSV3_INSTANTIATE
+
+}  // namespace dsv3

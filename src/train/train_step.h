@@ -1,0 +1,117 @@
+// The whole model for training: forward over a batch of token sequences with the loss, and the
+// backward pass accumulating every parameter gradient.
+//
+// A batch is `tokens` [batch, seq + 1]: row b's inputs are tokens[b][0..seq), its main-model targets
+// tokens[b][1..seq]. MTP module k (0-based, depth D = options.mtp_depth) runs on the first
+// seq_k = seq − 1 − k positions of each row: at position i it reads the previous depth's hidden state
+// at i and Emb(t_{i+1+k}) and predicts t_{i+2+k} (TR §2.2; model/mtp.h).
+//
+// Objective (TR eq. 25, SPEC.md §2):
+//   L = mean_i CE_main + λ/D · Σ_k mean_i CE_k + Σ_{MoE layers} balance loss (when enabled)
+//
+// Activation memory (docs/TRAINING.md). Stored per token and block (main layers and MTP blocks): the
+// block input x and x_mid (2H), MLA's q_a, kv_a and o (q_lora + kv_lora + rope + heads·v), and
+//   dense FFN: gate·x, up·x (2·intermediate);
+//   MoE: router scores (E), chosen experts, weights and sorted positions (3K), the chosen experts' and
+//        shared experts' SwiGLU inputs (2·K·moe_inter + 2·n_shared·moe_inter).
+// Plus the final-norm output (H), the gradient buffers of the hidden states feeding the heads, and
+// the workspace (transient tensors of one block: up-projections, attention scores per thread, expert rows).
+// Recomputed: every RMSNorm output, MLA's up-projections (q, k_nope, v), RoPE, attention probabilities,
+// SwiGLU outputs, expert inputs; the logits are never stored (the head's backward is fused, loss_train.h).
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "model/config.h"
+#include "train/block_train.h"
+#include "train/moe_train.h"
+#include "train/train_model.h"
+#include "train/train_ops.h"
+
+namespace dsv3 {
+
+struct TrainOptions {
+  int64_t mtp_depth = -1;   // MTP modules in the objective: -1 = num_nextn_predict_layers, 0 = none
+  double mtp_lambda = 0.3;  // λ (TR §4.2: 0.3, later 0.1)
+  MoeOptions moe;           // balance loss (off by default)
+};
+
+struct StepStats {
+  double loss = 0;       // the objective L
+  double main_loss = 0;  // mean next-token CE of the main model
+  std::vector<double> mtp_loss;  // mean CE of each MTP module
+  double balance_loss = 0;       // summed over MoE layers
+  int64_t tokens = 0;            // main-model targets: batch·seq
+  // Per MoE layer run (main layers, then the MTP blocks; Hugging Face layer index in moe_layers):
+  // how many (token, slot) assignments each expert received this step. Σ_e load = rows · K.
+  std::vector<int64_t> moe_layers;
+  std::vector<std::vector<int64_t>> expert_load;
+};
+
+// Everything a step stores, sized up front for (config, batch, seq, mtp_depth) in two arenas (T and
+// integers); plus the growing Workspace of transient tensors.
+template <typename T>
+class TrainActivations {
+ public:
+  TrainActivations(const ModelConfig& config, int64_t batch, int64_t seq, int64_t mtp_depth);
+  TrainActivations(const TrainActivations&) = delete;
+  TrainActivations& operator=(const TrainActivations&) = delete;
+
+  const ModelConfig& config() const { return config_; }
+  SeqShape shape() const { return shape_; }
+  int64_t mtp_depth() const { return int64_t(mtp.size()); }
+  // Bytes of the stored activations (arenas; the workspace is reported by workspace_bytes()).
+  int64_t stored_bytes() const;
+  int64_t workspace_bytes() const { return int64_t(ws.capacity()) * int64_t(sizeof(T)); }
+
+  struct Mtp {
+    SeqShape shape;
+    int32_t* inputs = nullptr;   // [rows] t_{i+1+k}
+    int32_t* targets = nullptr;  // [rows] t_{i+2+k}
+    T* h_in = nullptr;           // [rows, H] previous depth's hidden state at these positions
+    T* x_in = nullptr;           // [rows, H] eh_proj output = block input
+    BlockSaved<T> block;
+    T* x_out = nullptr;   // [rows, H] block output (input of module k + 1)
+    T* dx_out = nullptr;  // [rows, H] gradient of x_out (from this module's head and module k + 1)
+  };
+
+  int32_t* inputs = nullptr;   // [rows]
+  int32_t* targets = nullptr;  // [rows]
+  std::vector<T*> x;           // x[l]: [rows, H] input of main layer l; x[L] the final residual
+  std::vector<BlockSaved<T>> layers;
+  T* hidden = nullptr;   // [rows, H] final-norm output (head input; MTP module 0's h)
+  T* dhidden = nullptr;  // [rows, H] its gradient
+  std::vector<Mtp> mtp;
+  RopeTable rope;
+  Workspace<T> ws;
+
+ private:
+  ModelConfig config_;
+  SeqShape shape_;
+  std::vector<T> values_;
+  std::vector<int64_t> integers_;  // int32 and int64 arrays, 8-byte aligned
+};
+
+// Forward pass and loss; stores the activations. tokens: [batch, seq + 1] as the activations were
+// sized. logits (optional): [batch·seq, V] main-model logits.
+template <typename T>
+StepStats train_forward(TrainParams<T>& params, TrainActivations<T>& acts, const int32_t* tokens,
+                        const TrainOptions& options, T* logits = nullptr);
+
+// Forward and backward: the loss, and grads += ∂L/∂params (grads must have params' layout; zero it
+// between steps unless accumulating micro-batches). The correction biases get no gradient.
+template <typename T>
+StepStats train_forward_backward(TrainParams<T>& params, TrainParams<T>& grads, TrainActivations<T>& acts,
+                                 const int32_t* tokens, const TrainOptions& options);
+
+// Model FLOPs of one train_forward_backward (the MFU numerator): 6 × (matmul parameters used per token)
+// × tokens for every projection, router, expert (K routed + shared) and head, plus 3 × the causal
+// attention core (scores and weighted sums over the positions <= t, 2·heads·(qk+v)·(t+1) per token in
+// the forward). Recomputation is not counted, as MFU convention has it.
+double train_step_flops(const ModelConfig& config, int64_t batch, int64_t seq, int64_t mtp_depth);
+
+// The MTP depth options.mtp_depth resolves to for this config (checked against num_nextn_predict_layers).
+int64_t resolve_mtp_depth(const ModelConfig& config, const TrainOptions& options);
+
+}  // namespace dsv3
