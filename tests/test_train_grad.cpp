@@ -22,45 +22,9 @@ namespace {
 
 using testing::check_gradient;
 using testing::random_vector;
+using testing::v3_grad_config;
 using testing::weighted_sum;
 using Vec = std::vector<double>;
-
-// A tiny DeepSeek-V3-shaped config: q_lora, YaRN (softmax scale and RoPE amplitude), sigmoid router
-// with correction bias and group limits, normalised weights × 2.5, a shared expert, one MTP module.
-ModelConfig v3_grad_config() {
-  ModelConfig c;
-  c.model_type = "deepseek_v3";
-  c.vocab_size = 40;
-  c.hidden_size = 24;
-  c.intermediate_size = 20;
-  c.moe_intermediate_size = 8;
-  c.num_hidden_layers = 2;
-  c.num_attention_heads = 2;
-  c.num_key_value_heads = 2;
-  c.q_lora_rank = 12;
-  c.kv_lora_rank = 10;
-  c.qk_nope_head_dim = 6;
-  c.qk_rope_head_dim = 4;
-  c.v_head_dim = 6;
-  c.n_routed_experts = 8;
-  c.n_shared_experts = 1;
-  c.num_experts_per_tok = 3;
-  c.first_k_dense_replace = 1;
-  c.n_group = 4;
-  c.topk_group = 2;
-  c.scoring_func = ScoringFunc::sigmoid;
-  c.topk_method = TopkMethod::noaux_tc;
-  c.norm_topk_prob = true;
-  c.routed_scaling_factor = 2.5;
-  c.rope_scaling.yarn = true;
-  c.rope_scaling.factor = 40.0;
-  c.rope_scaling.mscale = 0.9;
-  c.rope_scaling.mscale_all_dim = 1.0;
-  c.rope_scaling.original_max_position_embeddings = 4096;
-  c.max_position_embeddings = 163840;
-  c.num_nextn_predict_layers = 1;
-  return c;
-}
 
 // DeepSeek-V2-Lite-shaped: plain q_proj, softmax router, greedy top-k, no normalisation, 2 shared experts.
 ModelConfig v2_grad_config() {
