@@ -470,6 +470,12 @@ void write_safetensors(const std::string& path, std::vector<WriteItem> items,
 
 }  // namespace
 
+void write_file_atomic(const std::string& path, const std::string& contents) {
+  AtomicFile out(path);
+  out.write(contents.data(), contents.size());
+  out.commit();
+}
+
 void SafetensorsWriter::write_file(const std::string& path) const {
   std::vector<std::string> names;
   for (const Item& it : items_) names.push_back(it.name);

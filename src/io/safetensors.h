@@ -91,4 +91,8 @@ class SafetensorsWriter {
   std::map<std::string, std::string> metadata_;
 };
 
+// Writes `contents` to `path` through `path`.partial and a rename (as the writer does for .safetensors),
+// so a reader sees the old file, the complete new one, or none — never half a file.
+void write_file_atomic(const std::string& path, const std::string& contents);
+
 }  // namespace dsv3
