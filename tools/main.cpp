@@ -29,6 +29,9 @@ int main(int argc, char** argv) {
   add(dsv3::cli::add_train_tokenizer, app);
   add(dsv3::cli::add_data, app);
   add(dsv3::cli::add_grads, app);
+  add(dsv3::cli::add_train, app);
+  add(dsv3::cli::add_plot, app);
+  add(dsv3::cli::add_quantize, app);
 
   try {
     app.parse(argc, argv);

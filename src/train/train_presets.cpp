@@ -49,6 +49,7 @@ TrainPreset tiny() {
   c.topk_group = 2;
   p.seq_len = 256;
   p.batch_size = 8;
+  p.learning_rate = 2e-3;
   return p;
 }
 
@@ -74,6 +75,7 @@ TrainPreset small() {
   c.topk_group = 4;
   p.seq_len = 512;
   p.batch_size = 8;
+  p.learning_rate = 1e-3;
   return p;
 }
 

@@ -21,6 +21,8 @@ struct TrainPreset {
   ModelConfig config;
   int64_t seq_len = 0;     // tokens per sequence (inputs; each sequence reads seq_len + 1 tokens)
   int64_t batch_size = 0;  // sequences per step
+  double learning_rate = 0;  // peak LR of `dsv3 train` (DeepSeek-V3's 2.2e-4 is for a 671B model; small
+                             // models train faster at higher rates)
 };
 
 std::vector<std::string> train_preset_names();

@@ -1,0 +1,493 @@
+#include "train/trainer.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "core/error.h"
+#include "core/parallel.h"
+#include "train/token_shards.h"
+
+namespace dsv3 {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+// ---- options ----
+
+const char* balance_mode_name(BalanceMode mode) {
+  switch (mode) {
+    case BalanceMode::aux_free: return "aux-free";
+    case BalanceMode::aux_loss: return "aux-loss";
+    case BalanceMode::none: return "none";
+  }
+  return "?";
+}
+
+BalanceMode parse_balance_mode(const std::string& name) {
+  for (BalanceMode m : {BalanceMode::aux_free, BalanceMode::aux_loss, BalanceMode::none})
+    if (name == balance_mode_name(m)) return m;
+  DSV3_FAIL("[train] unknown balancing mode '", name, "'; use aux-free, aux-loss or none");
+}
+
+const char* train_precision_name(TrainPrecision p) {
+  switch (p) {
+    case TrainPrecision::f32: return "f32";
+    case TrainPrecision::bf16: return "bf16";
+    case TrainPrecision::fp8: return "fp8";
+  }
+  return "?";
+}
+
+TrainPrecision parse_train_precision(const std::string& name) {
+  for (TrainPrecision p : {TrainPrecision::f32, TrainPrecision::bf16, TrainPrecision::fp8})
+    if (name == train_precision_name(p)) return p;
+  DSV3_FAIL("[train] unknown precision '", name, "'; use f32, bf16 or fp8");
+}
+
+json TrainRunOptions::to_json() const {
+  json j;
+  j["preset"] = preset;
+  j["model"] = json::parse(model_config_to_json(config));
+  j["precision"] = train_precision_name(precision);
+  j["batch_size"] = batch_size;
+  j["seq_len"] = seq_len;
+  j["grad_accum"] = grad_accum;
+  j["steps"] = steps;
+  j["seed"] = seed;
+  j["lr"] = {{"peak", schedule.peak},
+             {"final", schedule.final_lr},
+             {"warmup_steps", schedule.warmup_steps},
+             {"decay_start", schedule.decay_start},
+             {"decay_end", schedule.decay_end}};
+  j["adamw"] = {{"beta1", adamw.beta1},
+                {"beta2", adamw.beta2},
+                {"eps", adamw.eps},
+                {"weight_decay", adamw.weight_decay},
+                {"clip_norm", adamw.clip_norm},
+                {"moments", adamw.moments == MomentDtype::bf16 ? "bf16" : "f32"}};
+  j["init_std"] = init_std;
+  j["balance"] = balance_mode_name(balance);
+  j["bias_gamma"] = bias_gamma;
+  j["balance_alpha"] = balance_alpha;
+  j["mtp_depth"] = mtp_depth;
+  j["mtp_lambda"] = mtp_lambda;
+  j["eval_every"] = eval_every;
+  j["eval_sequences"] = eval_sequences;
+  j["save_every"] = save_every;
+  return j;
+}
+
+namespace {
+
+const json& field(const json& j, const char* key, const std::string& where) {
+  DSV3_CHECK(j.is_object() && j.contains(key), "[train] ", where, ": missing field \"", key, "\"");
+  return j.at(key);
+}
+
+template <typename T>
+T number(const json& j, const char* key, const std::string& where) {
+  const json& v = field(j, key, where);
+  DSV3_CHECK(v.is_number(), "[train] ", where, ": field \"", key, "\" must be a number, got ", v.dump());
+  return v.get<T>();
+}
+
+std::string text(const json& j, const char* key, const std::string& where) {
+  const json& v = field(j, key, where);
+  DSV3_CHECK(v.is_string(), "[train] ", where, ": field \"", key, "\" must be a string, got ", v.dump());
+  return v.get<std::string>();
+}
+
+}  // namespace
+
+TrainRunOptions TrainRunOptions::from_json(const json& j, const std::string& where) {
+  TrainRunOptions o;
+  o.preset = text(j, "preset", where);
+  o.config = parse_model_config(field(j, "model", where).dump(), where + " (model)");
+  o.precision = parse_train_precision(text(j, "precision", where));
+  o.batch_size = number<int64_t>(j, "batch_size", where);
+  o.seq_len = number<int64_t>(j, "seq_len", where);
+  o.grad_accum = number<int64_t>(j, "grad_accum", where);
+  o.steps = number<int64_t>(j, "steps", where);
+  o.seed = number<uint64_t>(j, "seed", where);
+  const json& lr = field(j, "lr", where);
+  o.schedule.peak = number<double>(lr, "peak", where + " (lr)");
+  o.schedule.final_lr = number<double>(lr, "final", where + " (lr)");
+  o.schedule.warmup_steps = number<int64_t>(lr, "warmup_steps", where + " (lr)");
+  o.schedule.decay_start = number<int64_t>(lr, "decay_start", where + " (lr)");
+  o.schedule.decay_end = number<int64_t>(lr, "decay_end", where + " (lr)");
+  const json& a = field(j, "adamw", where);
+  o.adamw.beta1 = number<double>(a, "beta1", where + " (adamw)");
+  o.adamw.beta2 = number<double>(a, "beta2", where + " (adamw)");
+  o.adamw.eps = number<double>(a, "eps", where + " (adamw)");
+  o.adamw.weight_decay = number<double>(a, "weight_decay", where + " (adamw)");
+  o.adamw.clip_norm = number<double>(a, "clip_norm", where + " (adamw)");
+  const std::string moments = text(a, "moments", where + " (adamw)");
+  DSV3_CHECK(moments == "f32" || moments == "bf16", "[train] ", where, ": adamw.moments must be f32 or bf16, got ",
+             moments);
+  o.adamw.moments = moments == "bf16" ? MomentDtype::bf16 : MomentDtype::f32;
+  o.init_std = number<double>(j, "init_std", where);
+  o.balance = parse_balance_mode(text(j, "balance", where));
+  o.bias_gamma = number<double>(j, "bias_gamma", where);
+  o.balance_alpha = number<double>(j, "balance_alpha", where);
+  o.mtp_depth = number<int64_t>(j, "mtp_depth", where);
+  o.mtp_lambda = number<double>(j, "mtp_lambda", where);
+  o.eval_every = number<int64_t>(j, "eval_every", where);
+  o.eval_sequences = number<int64_t>(j, "eval_sequences", where);
+  o.save_every = number<int64_t>(j, "save_every", where);
+  o.validate();
+  return o;
+}
+
+void TrainRunOptions::validate() const {
+  parse_model_config(model_config_to_json(config), "the model config");  // validates every field
+  DSV3_CHECK(batch_size >= 1, "[train] batch size must be >= 1, got ", batch_size);
+  DSV3_CHECK(seq_len >= 2, "[train] sequence length must be >= 2, got ", seq_len);
+  DSV3_CHECK(seq_len <= config.max_position_embeddings, "[train] sequence length ", seq_len,
+             " exceeds the model's max_position_embeddings ", config.max_position_embeddings);
+  DSV3_CHECK(grad_accum >= 1, "[train] gradient accumulation must be >= 1 micro-batch, got ", grad_accum);
+  DSV3_CHECK(steps >= 1, "[train] steps must be >= 1, got ", steps);
+  schedule.validate();
+  DSV3_CHECK(init_std > 0, "[train] init std must be > 0, got ", init_std);
+  DSV3_CHECK(bias_gamma >= 0, "[train] bias update speed gamma must be >= 0, got ", bias_gamma);
+  DSV3_CHECK(balance_alpha >= 0, "[train] balance loss alpha must be >= 0, got ", balance_alpha);
+  DSV3_CHECK(mtp_lambda >= 0, "[train] MTP loss weight lambda must be >= 0, got ", mtp_lambda);
+  DSV3_CHECK(eval_every >= 0 && eval_sequences >= 1 && save_every >= 0,
+             "[train] eval-every and save-every must be >= 0 and eval-sequences >= 1");
+  if (balance == BalanceMode::aux_free && bias_gamma > 0)
+    DSV3_CHECK(config.topk_method == TopkMethod::noaux_tc, "[train] auxiliary-loss-free balancing updates the "
+               "routers' correction bias, which only exists with topk_method noaux_tc; use --balance aux-loss or none");
+  TrainOptions t;
+  t.mtp_depth = mtp_depth;
+  const int64_t depth = resolve_mtp_depth(config, t);
+  DSV3_CHECK(seq_len > depth, "[train] sequence length ", seq_len, " leaves no positions for MTP depth ", depth);
+}
+
+TrainOptions TrainRunOptions::step_options() const {
+  TrainOptions t;
+  t.mtp_depth = mtp_depth;
+  t.mtp_lambda = mtp_lambda;
+  t.moe.balance_alpha = balance_alpha;
+  switch (balance) {
+    case BalanceMode::aux_free: t.moe.balance = balance_alpha > 0 ? BalanceLoss::sequence : BalanceLoss::none; break;
+    case BalanceMode::aux_loss: t.moe.balance = balance_alpha > 0 ? BalanceLoss::batch : BalanceLoss::none; break;
+    case BalanceMode::none: t.moe.balance = BalanceLoss::none; break;
+  }
+  return t;
+}
+
+json StepRecord::to_json() const {
+  json j;
+  j["step"] = step;
+  j["tokens"] = tokens;
+  j["loss"] = loss;
+  j["main_loss"] = main_loss;
+  j["balance_loss"] = balance_loss;
+  j["mtp_loss"] = mtp_loss;
+  j["lr"] = lr;
+  j["grad_norm"] = grad_norm;
+  j["tokens_per_s"] = tokens_per_s;
+  j["elapsed_s"] = elapsed_s;
+  j["max_vio"] = max_vio;
+  j["max_vio_layers"] = max_vio_layers;
+  j["moe_layers"] = moe_layers;
+  j["expert_load"] = expert_load;
+  if (val_loss) j["val_loss"] = *val_loss;
+  return j;
+}
+
+// ---- the trainer ----
+
+namespace {
+
+constexpr const char* kStateFile = "trainer_state.json";
+constexpr const char* kOptimizerFile = "optimizer.safetensors";
+constexpr const char* kStateFormat = "dsv3-trainer-state";
+
+json read_json_file(const std::string& path) {
+  std::ifstream in(path);
+  DSV3_CHECK(in.good(), "[train] cannot read ", path);
+  std::stringstream buffer;
+  buffer << in.rdbuf();
+  try {
+    return json::parse(buffer.str());
+  } catch (const json::exception& e) {
+    DSV3_FAIL("[train] ", path, " is not valid JSON: ", e.what());
+  }
+}
+
+void write_text_file(const std::string& path, const std::string& content) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out << content;
+  out.close();
+  DSV3_CHECK(out.good(), "[train] cannot write ", path);
+}
+
+// The tokenizer a checkpoint should carry: the one given, else the shards' own when it still has the
+// fingerprint recorded at tokenization time. Empty when neither is available.
+std::string checkpoint_tokenizer(const TokenShards& shards, const std::string& given) {
+  if (!given.empty()) {
+    DSV3_CHECK(fs::is_regular_file(given), "[train] tokenizer ", given, " does not exist");
+    return given;
+  }
+  const TokenShardsManifest& m = shards.manifest();
+  if (m.tokenizer_path.empty() || !fs::is_regular_file(m.tokenizer_path)) return "";
+  if (!m.tokenizer_hash.empty() && file_fingerprint(m.tokenizer_path) != m.tokenizer_hash) return "";
+  return m.tokenizer_path;
+}
+
+}  // namespace
+
+struct Trainer::Impl {
+  TrainRunOptions options;
+  TrainerPaths paths;
+  TokenShards shards;
+  std::string tokenizer;
+  TrainParams<float> params;
+  TrainParams<float> grads;
+  AdamW optimizer;
+  TrainActivations<float> acts;
+  int64_t step = 0;    // updates done
+  int64_t tokens = 0;  // training tokens seen (main-model targets)
+  double elapsed_s = 0;
+
+  Impl(const TrainRunOptions& o, const TrainerPaths& p, TokenShards s)
+      : options(o),
+        paths(p),
+        shards(std::move(s)),
+        params(o.config),
+        grads(params.layout_ptr()),
+        optimizer(params.layout_ptr(), o.adamw),
+        acts(o.config, o.batch_size, o.seq_len, resolve_mtp_depth(o.config, o.step_options())) {}
+};
+
+namespace {
+
+void check_data(const TrainRunOptions& o, const TokenShards& shards) {
+  DSV3_CHECK(shards.vocab_size() <= o.config.vocab_size, "[train] the token shards in ", shards.dir(),
+             " use a vocabulary of ", shards.vocab_size(), " ids but the model has vocab_size ", o.config.vocab_size,
+             ": train a tokenizer with --vocab-size ", o.config.vocab_size, " or pick a matching preset");
+  const int64_t n = shards.num_tokens(TokenSplit::train);
+  DSV3_CHECK(n > o.seq_len + 1, "[train] the train split of ", shards.dir(), " has ", n,
+             " tokens, fewer than one sequence of ", o.seq_len + 1);
+}
+
+// Opens the metrics file for a run at `step`: lines of steps after it (a run that went on past its last
+// checkpoint) are dropped, a new file starts with the run's header line.
+std::ofstream open_metrics(const std::string& path, int64_t step, const json& header) {
+  std::vector<std::string> kept;
+  if (step > 0 && fs::is_regular_file(path)) {
+    std::ifstream in(path);
+    std::string line;
+    while (std::getline(in, line)) {
+      if (line.empty()) continue;
+      json j;
+      try {
+        j = json::parse(line);
+      } catch (const json::exception&) {
+        continue;  // a line cut short by an interruption
+      }
+      if (j.contains("type") || (j.contains("step") && j["step"].is_number() && j["step"].get<int64_t>() <= step))
+        kept.push_back(line);
+    }
+  }
+  if (kept.empty()) kept.push_back(header.dump());
+  const fs::path parent = fs::path(path).parent_path();
+  if (!parent.empty()) fs::create_directories(parent);
+  std::ofstream out(path, std::ios::trunc);
+  DSV3_CHECK(out.good(), "[train] cannot write the metrics file ", path);
+  for (const std::string& line : kept) out << line << "\n";
+  out.flush();
+  return out;
+}
+
+}  // namespace
+
+Trainer::Trainer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Trainer::Trainer(Trainer&&) noexcept = default;
+Trainer::~Trainer() = default;
+
+Trainer::Trainer(const TrainRunOptions& options, const TrainerPaths& paths, const std::string& init_dir) {
+  options.validate();
+  TokenShards shards = TokenShards::open(paths.data_dir);
+  check_data(options, shards);
+  impl_ = std::make_unique<Impl>(options, paths, std::move(shards));
+  impl_->tokenizer = checkpoint_tokenizer(impl_->shards, paths.tokenizer);
+  if (init_dir.empty()) {
+    TrainInitOptions init;
+    init.init_std = options.init_std;
+    init_random(impl_->params, options.seed, init);
+  } else {
+    load_params(impl_->params, init_dir);
+  }
+}
+
+Trainer Trainer::resume(const std::string& dir, const TrainerPaths& given) {
+  const std::string state_path = dir + "/" + kStateFile;
+  DSV3_CHECK(fs::is_regular_file(state_path), "[train] ", dir, " has no ", kStateFile,
+             ": it is not a checkpoint written by dsv3 train");
+  const json state = read_json_file(state_path);
+  DSV3_CHECK(state.is_object() && state.value("format", "") == kStateFormat, "[train] ", state_path,
+             " is not a dsv3 trainer state (format \"", kStateFormat, "\")");
+  TrainRunOptions options = TrainRunOptions::from_json(field(state, "options", state_path), state_path);
+  TrainerPaths paths = given;
+  if (paths.data_dir.empty()) paths.data_dir = text(state, "data_dir", state_path);
+  if (paths.out_dir.empty()) paths.out_dir = dir;
+  TokenShards shards = TokenShards::open(paths.data_dir);
+  check_data(options, shards);
+  auto impl = std::make_unique<Impl>(options, paths, std::move(shards));
+  impl->tokenizer = checkpoint_tokenizer(impl->shards, paths.tokenizer);
+  if (impl->tokenizer.empty() && fs::is_regular_file(dir + "/tokenizer.json")) impl->tokenizer = dir + "/tokenizer.json";
+  load_params(impl->params, dir);
+  impl->optimizer.load(dir + "/" + kOptimizerFile);
+  impl->step = number<int64_t>(state, "step", state_path);
+  impl->tokens = number<int64_t>(state, "tokens", state_path);
+  impl->elapsed_s = number<double>(state, "elapsed_s", state_path);
+  DSV3_CHECK(impl->optimizer.steps() == impl->step, "[train] ", dir, ": the optimizer state is at step ",
+             impl->optimizer.steps(), " but trainer_state.json says ", impl->step,
+             " (a checkpoint interrupted while being written?)");
+  return Trainer(std::move(impl));
+}
+
+const TrainRunOptions& Trainer::options() const { return impl_->options; }
+int64_t Trainer::step() const { return impl_->step; }
+const TrainParams<float>& Trainer::params() const { return impl_->params; }
+void Trainer::set_steps(int64_t steps) {
+  DSV3_CHECK(steps >= impl_->step, "[train] the run is already at step ", impl_->step, "; cannot end it at ", steps);
+  impl_->options.steps = steps;
+}
+
+double Trainer::evaluate() {
+  Impl& s = *impl_;
+  const int64_t B = s.options.batch_size, S = s.options.seq_len;
+  const int64_t windows = s.shards.num_sequential_windows(TokenSplit::val, S);
+  const int64_t batches = std::min(s.options.eval_sequences, windows) / B;
+  DSV3_CHECK(batches >= 1, "[train] the val split of ", s.shards.dir(), " has ", windows, " windows of ", S + 1,
+             " tokens, fewer than one batch of ", B, ": use a larger --val-fraction in dsv3 data or a smaller batch");
+  const TrainOptions o = s.options.step_options();
+  double sum = 0;
+  for (int64_t b = 0; b < batches; ++b) {
+    const std::vector<int32_t> tokens = s.shards.sequential_batch(TokenSplit::val, b * B, B, S);
+    sum += train_forward(s.params, s.acts, tokens.data(), o).main_loss;
+  }
+  return sum / double(batches);
+}
+
+void Trainer::save(const std::string& dir) const {
+  const Impl& s = *impl_;
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  DSV3_CHECK(!ec, "[train] cannot create checkpoint directory ", dir, ": ", ec.message());
+  // Everything is written into a staging directory first and then moved in, trainer_state.json last:
+  // a checkpoint whose state file names step N has every other file of step N.
+  const std::string staging = dir + "/.staging";
+  fs::remove_all(staging, ec);
+  fs::create_directories(staging, ec);
+  DSV3_CHECK(!ec, "[train] cannot create ", staging, ": ", ec.message());
+  save_params(s.params, staging, DType::F32);
+  s.optimizer.save(staging + "/" + kOptimizerFile);
+  if (!s.tokenizer.empty()) fs::copy_file(s.tokenizer, staging + "/tokenizer.json", fs::copy_options::overwrite_existing);
+  json state;
+  state["format"] = kStateFormat;
+  state["version"] = 1;
+  state["step"] = s.step;
+  state["tokens"] = s.tokens;
+  state["elapsed_s"] = s.elapsed_s;
+  state["threads"] = num_threads();
+  state["data_dir"] = fs::absolute(s.paths.data_dir).lexically_normal().string();
+  state["options"] = s.options.to_json();
+  write_text_file(staging + "/" + kStateFile, state.dump(2) + "\n");
+
+  // Old model shards may not be overwritten by the new set (sharding can differ): remove them first.
+  fs::remove(dir + "/" + kStateFile, ec);
+  for (const auto& entry : fs::directory_iterator(dir)) {
+    const std::string name = entry.path().filename().string();
+    if (name.rfind("model", 0) == 0 && (name.ends_with(".safetensors") || name.ends_with(".index.json")))
+      fs::remove(entry.path(), ec);
+  }
+  std::vector<std::string> names;
+  for (const auto& entry : fs::directory_iterator(staging)) names.push_back(entry.path().filename().string());
+  std::sort(names.begin(), names.end(), [](const std::string& a, const std::string& b) {
+    return (a == kStateFile) < (b == kStateFile) || ((a == kStateFile) == (b == kStateFile) && a < b);
+  });
+  for (const std::string& name : names) {
+    fs::rename(staging + "/" + name, dir + "/" + name, ec);
+    DSV3_CHECK(!ec, "[train] cannot move ", name, " into ", dir, ": ", ec.message());
+  }
+  fs::remove_all(staging, ec);
+}
+
+void Trainer::run(const std::function<void(const StepRecord&)>& on_step, const std::atomic<bool>* stop) {
+  Impl& s = *impl_;
+  const TrainRunOptions& o = s.options;
+  const TrainOptions step_options = o.step_options();
+  const int64_t B = o.batch_size, S = o.seq_len;
+  std::vector<int32_t> tokens(size_t(B * (S + 1)));
+  std::ofstream metrics;
+  if (!s.paths.metrics_path.empty()) {
+    json header = {{"type", "run"}, {"params", s.params.size()}, {"threads", num_threads()}};
+    header["options"] = o.to_json();
+    metrics = open_metrics(s.paths.metrics_path, s.step, header);
+  }
+  bool saved = false;
+  while (s.step < o.steps && !(stop && stop->load())) {
+    const auto start = std::chrono::steady_clock::now();
+    const double lr = o.schedule.lr(s.step);
+    s.grads.zero();
+    StepRecord r;
+    for (int64_t m = 0; m < o.grad_accum; ++m) {
+      s.shards.batch_into(TokenSplit::train, s.step * o.grad_accum + m, B, S, o.seed, tokens);
+      const StepStats st = train_forward_backward(s.params, s.grads, s.acts, tokens.data(), step_options);
+      const double w = 1.0 / double(o.grad_accum);
+      r.loss += w * st.loss;
+      r.main_loss += w * st.main_loss;
+      r.balance_loss += w * st.balance_loss;
+      r.mtp_loss.resize(st.mtp_loss.size(), 0.0);
+      for (size_t k = 0; k < st.mtp_loss.size(); ++k) r.mtp_loss[k] += w * st.mtp_loss[k];
+      if (m == 0) {
+        r.moe_layers = st.moe_layers;
+        r.expert_load = st.expert_load;
+      } else {
+        for (size_t l = 0; l < st.expert_load.size(); ++l)
+          for (size_t e = 0; e < st.expert_load[l].size(); ++e) r.expert_load[l][e] += st.expert_load[l][e];
+      }
+      s.tokens += st.tokens;
+    }
+    DSV3_CHECK(std::isfinite(r.loss), "[train] the loss is ", r.loss, " at step ", s.step + 1,
+               ": training diverged (try a lower --lr)");
+    const OptimizerStepStats opt = s.optimizer.step(s.params, s.grads, lr, 1.0 / double(o.grad_accum));
+    if (o.balance == BalanceMode::aux_free) update_correction_biases(s.params, r.moe_layers, r.expert_load, o.bias_gamma);
+    ++s.step;
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    s.elapsed_s += seconds;
+
+    r.step = s.step;
+    r.tokens = s.tokens;
+    r.lr = lr;
+    r.grad_norm = opt.grad_norm;
+    r.tokens_per_s = double(B * S * o.grad_accum) / seconds;
+    r.elapsed_s = s.elapsed_s;
+    for (const std::vector<int64_t>& load : r.expert_load) r.max_vio_layers.push_back(max_violation(load));
+    for (double v : r.max_vio_layers) r.max_vio += v / double(r.max_vio_layers.size());
+    const bool last = s.step == o.steps;
+    if (last || (o.eval_every > 0 && s.step % o.eval_every == 0)) r.val_loss = evaluate();
+    saved = false;
+    if (!last && o.save_every > 0 && s.step % o.save_every == 0) {
+      save(s.paths.out_dir);
+      saved = true;
+    }
+    if (metrics.is_open()) {
+      metrics << r.to_json().dump() << "\n";
+      metrics.flush();
+    }
+    if (on_step) on_step(r);
+  }
+  if (!saved) save(s.paths.out_dir);
+}
+
+}  // namespace dsv3

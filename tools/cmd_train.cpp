@@ -1,0 +1,222 @@
+// `dsv3 train`: trains a DeepSeek-V3-shaped model from scratch (or from a checkpoint) on token shards,
+// with DeepSeek-V3's recipe (SPEC.md §2): AdamW, warm-up/constant/cosine LR, auxiliary-loss-free
+// balancing, MTP. See train/trainer.h and docs/TRAINING.md.
+#include <unistd.h>
+
+#include <atomic>
+#include <cmath>
+#include <csignal>
+#include <cstdio>
+#include <filesystem>
+#include <optional>
+
+#include "commands.h"
+#include "core/error.h"
+#include "core/parallel.h"
+#include "core/progress.h"
+#include "train/train_presets.h"
+#include "train/trainer.h"
+
+namespace dsv3::cli {
+
+namespace {
+
+std::atomic<bool> g_stop{false};
+
+extern "C" void on_interrupt(int) { g_stop.store(true); }
+
+struct TrainArgs {
+  std::string preset, config, data, out, metrics, resume, init, tokenizer;
+  std::string balance = "aux-free", precision = "f32", moments = "f32";
+  int64_t steps = 0, batch_size = 0, seq_len = 0, grad_accum = 1;
+  uint64_t seed = 1;
+  double lr = 0, final_lr = -1;
+  int64_t warmup = -1, decay_start = -1, decay_end = -1;
+  double weight_decay = 0.1, clip = 1.0, init_std = 0.006;
+  double bias_gamma = 0.001, balance_alpha = -1, mtp_lambda = 0.3;
+  int64_t mtp_depth = -1, eval_every = -1, eval_sequences = 64, save_every = 0, log_every = 0;
+  bool quiet = false;
+};
+
+// Builds the run's options from a preset or config.json and the flags.
+TrainRunOptions options_from_args(const TrainArgs& a, CLI::App* cmd) {
+  TrainRunOptions o;
+  double default_lr = 1e-3;
+  if (!a.preset.empty()) {
+    const TrainPreset p = train_preset(a.preset);
+    o.config = p.config;
+    o.preset = p.name;
+    o.batch_size = p.batch_size;
+    o.seq_len = p.seq_len;
+    default_lr = p.learning_rate;
+  } else {
+    o.config = load_model_config(a.config);
+    o.config.quantization_config = {};
+    o.preset = "config:" + a.config;
+  }
+  if (a.batch_size > 0) o.batch_size = a.batch_size;
+  if (a.seq_len > 0) o.seq_len = a.seq_len;
+  o.grad_accum = a.grad_accum;
+  o.steps = a.steps;
+  o.seed = a.seed;
+  o.precision = parse_train_precision(a.precision);
+  o.schedule = LrSchedule::deepseek_v3(o.steps, a.lr > 0 ? a.lr : default_lr);
+  if (a.final_lr >= 0) o.schedule.final_lr = a.final_lr;
+  if (a.warmup >= 0) o.schedule.warmup_steps = a.warmup;
+  if (a.decay_start >= 0) o.schedule.decay_start = a.decay_start;
+  if (a.decay_end >= 0) o.schedule.decay_end = a.decay_end;
+  o.adamw.weight_decay = a.weight_decay;
+  o.adamw.clip_norm = a.clip;
+  o.adamw.moments = a.moments == "bf16" ? MomentDtype::bf16 : MomentDtype::f32;
+  o.init_std = a.init_std;
+  o.balance = parse_balance_mode(a.balance);
+  o.bias_gamma = a.bias_gamma;
+  // α: DeepSeek-V3's complementary sequence-wise loss is 1e-4; the classic auxiliary loss of the
+  // ablation uses 1e-3 unless told otherwise.
+  o.balance_alpha = a.balance_alpha >= 0 ? a.balance_alpha : o.balance == BalanceMode::aux_loss ? 1e-3 : 1e-4;
+  o.mtp_depth = a.mtp_depth;
+  o.mtp_lambda = a.mtp_lambda;
+  o.eval_every = a.eval_every >= 0 ? a.eval_every : std::max<int64_t>(1, o.steps / 10);
+  o.eval_sequences = a.eval_sequences;
+  o.save_every = a.save_every;
+  (void)cmd;
+  return o;
+}
+
+std::string step_note(const StepRecord& r, double last_val) {
+  char val[32] = "";
+  if (!std::isnan(last_val)) std::snprintf(val, sizeof(val), "  val %.4f", last_val);
+  char buffer[256];
+  std::snprintf(buffer, sizeof(buffer), "loss %.4f%s  lr %.2e  MaxVio %.3f  %s tok/s", r.main_loss, val, r.lr,
+                r.max_vio, format_count(r.tokens_per_s).c_str());
+  return buffer;
+}
+
+int run_train(const TrainArgs& a, CLI::App* cmd) {
+  TrainerPaths paths;
+  paths.data_dir = a.data;
+  paths.tokenizer = a.tokenizer;
+  std::optional<Trainer> trainer;
+  if (!a.resume.empty()) {
+    paths.out_dir = a.out.empty() ? a.resume : a.out;
+    paths.metrics_path = a.metrics.empty() ? paths.out_dir + "/metrics.jsonl" : a.metrics;
+    trainer.emplace(Trainer::resume(a.resume, paths));
+    if (a.steps > 0) trainer->set_steps(a.steps);
+    std::fprintf(stderr, "[train] resuming %s at step %lld of %lld\n", a.resume.c_str(),
+                 (long long)trainer->step(), (long long)trainer->options().steps);
+  } else {
+    DSV3_CHECK(!a.data.empty(), "[train] --data DIR is required (token shards from dsv3 data)");
+    DSV3_CHECK(!a.out.empty(), "[train] --out DIR is required (where the checkpoint is written)");
+    DSV3_CHECK(!a.preset.empty() || !a.config.empty(), "[train] give --preset NAME or --config FILE");
+    DSV3_CHECK(a.steps > 0, "[train] --steps N is required");
+    if (std::filesystem::exists(a.out + "/trainer_state.json"))
+      DSV3_FAIL("[train] ", a.out, " already holds a training checkpoint: continue it with --resume ", a.out,
+                " or choose another --out");
+    paths.out_dir = a.out;
+    paths.metrics_path = a.metrics.empty() ? a.out + "/metrics.jsonl" : a.metrics;
+    trainer.emplace(options_from_args(a, cmd), paths, a.init);
+  }
+  const TrainRunOptions& o = trainer->options();
+  const int64_t first_step = trainer->step();
+  std::fprintf(stderr,
+               "[train] %s: %s parameters, batch %lld x %lld tokens x %lld micro-batches, %lld steps, lr %.2e "
+               "(warm-up %lld, decay %lld..%lld), balance %s, MTP depth %lld, %s, %d threads\n",
+               o.preset.c_str(), format_count(double(trainer->params().size())).c_str(), (long long)o.batch_size,
+               (long long)o.seq_len, (long long)o.grad_accum, (long long)o.steps, o.schedule.peak,
+               (long long)o.schedule.warmup_steps, (long long)o.schedule.decay_start, (long long)o.schedule.decay_end,
+               balance_mode_name(o.balance), (long long)resolve_mtp_depth(o.config, o.step_options()),
+               train_precision_name(o.precision), num_threads());
+
+  std::signal(SIGINT, on_interrupt);
+  std::signal(SIGTERM, on_interrupt);
+  ProgressBar bar("train", o.steps - first_step, "steps", !a.quiet);
+  const bool terminal = bar.is_terminal();
+  const int64_t log_every = a.log_every > 0 ? a.log_every : std::max<int64_t>(1, (o.steps - first_step) / 20);
+  double last_val = NAN, tokens_per_s_sum = 0, max_vio_sum = 0;
+  int64_t steps_run = 0;
+  trainer->run(
+      [&](const StepRecord& r) {
+        if (r.val_loss) last_val = *r.val_loss;
+        tokens_per_s_sum += r.tokens_per_s;
+        max_vio_sum += r.max_vio;
+        ++steps_run;
+        bar.set_note(step_note(r, last_val));
+        bar.update(r.step - first_step);
+        if (!terminal && !a.quiet && (r.step % log_every == 0 || r.val_loss || r.step == o.steps))
+          std::fprintf(stderr, "[train] step %lld/%lld  %s  %s elapsed\n", (long long)r.step, (long long)o.steps,
+                       step_note(r, last_val).c_str(), format_duration(r.elapsed_s).c_str());
+      },
+      &g_stop);
+  bar.finish();
+  std::signal(SIGINT, SIG_DFL);
+  std::signal(SIGTERM, SIG_DFL);
+  if (g_stop.load())
+    std::fprintf(stderr, "[train] interrupted at step %lld; checkpoint saved: continue with --resume %s\n",
+                 (long long)trainer->step(), paths.out_dir.c_str());
+  if (steps_run > 0) {
+    std::printf("step %lld: val loss %.4f (perplexity %.1f), mean %s tokens/s, mean MaxVio %.3f\n",
+                (long long)trainer->step(), last_val, std::exp(last_val),
+                format_count(tokens_per_s_sum / double(steps_run)).c_str(), max_vio_sum / double(steps_run));
+  }
+  std::printf("checkpoint: %s (dsv3 generate --model %s)\nmetrics: %s (dsv3 plot --metrics %s --out DIR)\n",
+              paths.out_dir.c_str(), paths.out_dir.c_str(), paths.metrics_path.c_str(), paths.metrics_path.c_str());
+  return g_stop.load() ? 130 : 0;
+}
+
+}  // namespace
+
+Runner add_train(CLI::App& app) {
+  auto a = std::make_shared<TrainArgs>();
+  CLI::App* cmd = app.add_subcommand(
+      "train", "Train a DeepSeek-V3-shaped model (MLA, DeepSeekMoE with auxiliary-loss-free balancing, MTP) on "
+               "token shards with DeepSeek-V3's recipe; writes a Hugging Face checkpoint dsv3 generate can run");
+  cmd->add_option("--preset", a->preset, "Model and batch shape: tiny or small (see docs/TRAINING.md)")
+      ->check(CLI::IsMember(train_preset_names()));
+  cmd->add_option("--config", a->config, "A Hugging Face config.json instead of a preset")->excludes("--preset");
+  cmd->add_option("--data", a->data, "Token shards from dsv3 data (for --resume: default the run's own)");
+  cmd->add_option("--out", a->out, "Checkpoint directory (for --resume: default the resumed directory)");
+  cmd->add_option("--steps", a->steps, "Optimizer steps of the whole run (for --resume: extend the run to N)");
+  cmd->add_option("--metrics", a->metrics, "Metrics file, one JSON line per step (default OUT/metrics.jsonl)");
+  cmd->add_option("--resume", a->resume, "Continue the run saved in this checkpoint directory (bit-identical to an "
+                                         "uninterrupted run with the same thread count)");
+  cmd->add_option("--init", a->init, "Start from this checkpoint's weights instead of random ones")
+      ->excludes("--resume");
+  cmd->add_option("--seed", a->seed, "Seed of the initial weights and of the batch order")->capture_default_str();
+  cmd->add_option("--tokenizer", a->tokenizer,
+                  "tokenizer.json copied into checkpoints (default: the one the token shards were made with)");
+  cmd->add_option("--batch-size", a->batch_size, "Sequences per micro-batch (default: the preset's; 8)");
+  cmd->add_option("--seq-len", a->seq_len, "Tokens per sequence (default: the preset's; 256 for --config)");
+  cmd->add_option("--grad-accum", a->grad_accum, "Micro-batches per optimizer step")->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--precision", a->precision, "Arithmetic of the linear layers: f32, bf16 or fp8 (FP32 master "
+                                               "weights in every case)")
+      ->capture_default_str()->check(CLI::IsMember({"f32", "bf16", "fp8"}));
+  cmd->add_option("--lr", a->lr, "Peak learning rate (default: the preset's)");
+  cmd->add_option("--final-lr", a->final_lr, "Learning rate after the cosine decay (default: peak / 10)");
+  cmd->add_option("--warmup-steps", a->warmup, "Linear warm-up steps (default: 2% of the run, at most 2000)");
+  cmd->add_option("--decay-start", a->decay_start, "Step where the cosine decay starts (default: 10/14.8 of the run)");
+  cmd->add_option("--decay-end", a->decay_end, "Step where it ends (default: 14.3/14.8 of the run)");
+  cmd->add_option("--weight-decay", a->weight_decay, "AdamW weight decay (matrices only)")->capture_default_str();
+  cmd->add_option("--clip", a->clip, "Global gradient-norm clipping (0: off)")->capture_default_str();
+  cmd->add_option("--adam-moments", a->moments, "Storage of the AdamW moments: f32 or bf16")
+      ->capture_default_str()->check(CLI::IsMember({"f32", "bf16"}));
+  cmd->add_option("--init-std", a->init_std, "Std of the random initial weights")->capture_default_str();
+  cmd->add_option("--balance", a->balance, "Expert load balancing: aux-free (DeepSeek-V3: bias update + "
+                                           "sequence-wise loss), aux-loss (classic auxiliary loss) or none")
+      ->capture_default_str()->check(CLI::IsMember({"aux-free", "aux-loss", "none"}));
+  cmd->add_option("--bias-gamma", a->bias_gamma, "Bias update speed gamma of aux-free balancing (0: no update)")
+      ->capture_default_str();
+  cmd->add_option("--balance-alpha", a->balance_alpha,
+                  "Balance loss weight alpha (default 1e-4 for aux-free's sequence-wise loss, 1e-3 for aux-loss)");
+  cmd->add_option("--mtp-depth", a->mtp_depth, "MTP modules in the loss (default: all of the model's; 0: none)");
+  cmd->add_option("--mtp-lambda", a->mtp_lambda, "MTP loss weight lambda")->capture_default_str();
+  cmd->add_option("--eval-every", a->eval_every, "Steps between validation losses (default: a tenth of the run)");
+  cmd->add_option("--eval-sequences", a->eval_sequences, "Validation sequences per evaluation")->capture_default_str();
+  cmd->add_option("--save-every", a->save_every, "Steps between checkpoints (always at the end; 0: end only)")
+      ->capture_default_str();
+  cmd->add_option("--log-every", a->log_every, "When stderr is not a terminal: steps between log lines");
+  cmd->add_flag("--quiet", a->quiet, "No progress display");
+  return [a, cmd] { return run_train(*a, cmd); };
+}
+
+}  // namespace dsv3::cli
