@@ -15,6 +15,8 @@
 # Needs a Python 3 with numpy (/usr/bin/python3 or python3 on PATH); without one it prints SKIP and
 # exits 77.
 set -u
+# shellcheck source=lib/common.sh
+source "$(dirname "$0")/lib/common.sh"
 
 BUILD_DIR=${1:?usage: grads_reference.sh BUILD_DIR SOURCE_DIR}
 SOURCE_DIR=${2:?usage: grads_reference.sh BUILD_DIR SOURCE_DIR}
@@ -23,42 +25,12 @@ DSV3="$BUILD_DIR/dsv3"
 TOKENS="1,7,42,999,3,500,17,256,2"
 SEED=11
 
-PY=""
-for candidate in /usr/bin/python3 python3; do
-  if command -v "$candidate" >/dev/null 2>&1 && "$candidate" -c 'import numpy' >/dev/null 2>&1; then
-    PY=$candidate
-    break
-  fi
-done
-if [ -z "$PY" ]; then
-  echo "SKIP: grads_reference needs a Python 3 with numpy (tried /usr/bin/python3, python3);"
-  echo "      install it with: apt-get install python3-numpy"
-  exit 77
-fi
-if [ ! -x "$DSV3" ]; then
-  echo "FAIL step 'find dsv3': $DSV3 does not exist or is not executable (build the 'dsv3' target first)"
-  exit 1
-fi
-
-WORK=$(mktemp -d "$BUILD_DIR/grads_reference.XXXXXX") || { echo "FAIL step 'mktemp' under $BUILD_DIR"; exit 1; }
-trap 'rm -rf "$WORK"' EXIT
+find_numpy_python grads_reference
+require_dsv3 "$DSV3"
+make_work_dir grads_reference
 
 failures=0
-run() {
-  local label=$1
-  shift
-  local log="$WORK/log.txt"
-  local start=$SECONDS
-  "$@" >"$log" 2>&1
-  local rc=$?
-  if [ $rc -eq 0 ]; then
-    echo "  ok   $label ($((SECONDS - start)) s)"
-    return 0
-  fi
-  echo "  FAIL step '$label' (exit $rc): $*"
-  tail -n 25 "$log" | sed 's/^/       | /'
-  return 1
-}
+RUN_ELAPSED=1  # run (lib/common.sh) adds each step's elapsed seconds to its ok line
 
 # case name, config file, extra init flags
 CASES=(

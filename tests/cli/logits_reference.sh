@@ -16,6 +16,8 @@
 # DSV3_REFERENCE_ONLY=1 replaces `dsv3` by the reference itself (to check this script's plumbing
 # while the CLI is unavailable).
 set -u
+# shellcheck source=lib/common.sh
+source "$(dirname "$0")/lib/common.sh"
 
 BUILD_DIR=${1:?usage: logits_reference.sh BUILD_DIR SOURCE_DIR}
 SOURCE_DIR=${2:?usage: logits_reference.sh BUILD_DIR SOURCE_DIR}
@@ -27,46 +29,17 @@ REFERENCE_ONLY=${DSV3_REFERENCE_ONLY:-0}
 TOKENS="1,7,42,999,3,500,17,256,2,64,128,300,7,7,0,511"
 SEED=7
 
-PY=""
-for candidate in /usr/bin/python3 python3; do
-  if command -v "$candidate" >/dev/null 2>&1 && "$candidate" -c 'import numpy' >/dev/null 2>&1; then
-    PY=$candidate
-    break
-  fi
-done
-if [ -z "$PY" ]; then
-  echo "SKIP: logits_reference needs a Python 3 with numpy (tried /usr/bin/python3, python3);"
-  echo "      install it with: apt-get install python3-numpy"
-  exit 77
-fi
+find_numpy_python logits_reference
 echo "python: $PY ($("$PY" -c 'import numpy, sys; print("numpy", numpy.__version__, "python", sys.version.split()[0])'))"
 
-if [ "$REFERENCE_ONLY" != "1" ] && [ ! -x "$DSV3" ]; then
-  echo "FAIL step 'find dsv3': $DSV3 does not exist or is not executable (build the 'dsv3' target first)"
-  exit 1
+if [ "$REFERENCE_ONLY" != "1" ]; then
+  require_dsv3 "$DSV3"
 fi
 
-WORK=$(mktemp -d "$BUILD_DIR/logits_reference.XXXXXX") || { echo "FAIL step 'mktemp' under $BUILD_DIR"; exit 1; }
-trap 'rm -rf "$WORK"' EXIT
+make_work_dir logits_reference
 
 failures=0
-# run LABEL COMMAND...: runs the command with its output in a log; on failure prints which step failed
-# and the end of the log, and returns 1.
-run() {
-  local label=$1
-  shift
-  local log="$WORK/log.txt"
-  local start=$SECONDS
-  "$@" >"$log" 2>&1
-  local rc=$?
-  if [ $rc -eq 0 ]; then
-    echo "  ok   $label ($((SECONDS - start)) s)"
-    return 0
-  fi
-  echo "  FAIL step '$label' (exit $rc): $*"
-  tail -n 25 "$log" | sed 's/^/       | /'
-  return 1
-}
+RUN_ELAPSED=1  # run (lib/common.sh) adds each step's elapsed seconds to its ok line
 
 echo "== reference self-test"
 if ! run "deepseek_reference.py --self-test" "$PY" "$REF/deepseek_reference.py" --self-test; then

@@ -15,6 +15,8 @@
 #
 # Needs a Python 3 with numpy (/usr/bin/python3 or python3 on PATH); without one it prints SKIP and exits 77.
 set -u
+# shellcheck source=lib/common.sh
+source "$(dirname "$0")/lib/common.sh"
 
 BUILD_DIR=${1:?usage: quantize_reference.sh BUILD_DIR SOURCE_DIR}
 SOURCE_DIR=${2:?usage: quantize_reference.sh BUILD_DIR SOURCE_DIR}
@@ -23,45 +25,16 @@ DSV3="$BUILD_DIR/dsv3"
 CONFIG="$REF/configs/v3_fp8_edges.json"
 SEED=5
 
-PY=""
-for candidate in /usr/bin/python3 python3; do
-  if command -v "$candidate" >/dev/null 2>&1 && "$candidate" -c 'import numpy' >/dev/null 2>&1; then
-    PY=$candidate
-    break
-  fi
-done
-if [ -z "$PY" ]; then
-  echo "SKIP: quantize_reference needs a Python 3 with numpy (tried /usr/bin/python3, python3);"
-  echo "      install it with: apt-get install python3-numpy"
-  exit 77
-fi
-if [ ! -x "$DSV3" ]; then
-  echo "FAIL step 'find dsv3': $DSV3 does not exist or is not executable (build the 'dsv3' target first)"
-  exit 1
-fi
-
-WORK=$(mktemp -d "$BUILD_DIR/quantize_reference.XXXXXX") || { echo "FAIL step 'mktemp' under $BUILD_DIR"; exit 1; }
-trap 'rm -rf "$WORK"' EXIT
+find_numpy_python quantize_reference
+require_dsv3 "$DSV3"
+make_work_dir quantize_reference
 
 failures=0
-# run LABEL COMMAND...: runs the command with its output in a log; prints the log when it succeeds (the
-# reference's report), or which step failed and the end of the log.
-run() {
-  local label=$1
-  shift
-  local log="$WORK/log.txt"
-  "$@" >"$log" 2>&1
-  local rc=$?
-  if [ $rc -eq 0 ]; then
-    echo "  ok   $label"
-    grep -v '^quantize ' "$log" | sed 's/^/       | /'
-    return 0
-  fi
-  echo "  FAIL step '$label' (exit $rc): $*"
-  tail -n 25 "$log" | sed 's/^/       | /'
-  failures=$((failures + 1))
-  return 1
-}
+# run (lib/common.sh) prints each step's log when it succeeds (the reference's report), leaving out lines
+# that start with "quantize ", and counts each failed step in $failures.
+RUN_PRINT_LOG=1
+RUN_LOG_DROP='^quantize '
+RUN_COUNT_FAILURES=1
 
 # refuse LABEL EXPECTED_TEXT COMMAND...: the command must fail and say EXPECTED_TEXT.
 refuse() {

@@ -1,0 +1,80 @@
+# shellcheck shell=bash
+# Helpers shared by the tests/cli scripts. Sourced, not run:
+#   source "$(dirname "$0")/lib/common.sh"
+# It sits in lib/ so that CMake's tests/cli/*.sh glob does not register it as a test.
+#
+#   find_numpy_python NAME   sets PY to a Python 3 that imports numpy, or prints SKIP and exits 77
+#   require_dsv3 PATH        exits 1 with a FAIL line unless PATH is an executable file
+#   make_work_dir NAME       sets WORK to a new temp dir under $BUILD_DIR, removed on exit
+#   run LABEL COMMAND...     runs a step with its output in $WORK/log.txt, prints ok or FAIL
+#
+# run's behaviour is set by these variables (all off by default):
+#   RUN_ELAPSED=1        append the step's elapsed seconds to its ok line
+#   RUN_PRINT_LOG=1      print the log, indented, after the ok line
+#   RUN_LOG_DROP=REGEX   with RUN_PRINT_LOG, leave out log lines matching this grep pattern
+#   RUN_COUNT_FAILURES=1 add 1 to $failures for each failed step
+
+# find_numpy_python NAME: sets PY to the first of /usr/bin/python3, python3 that imports numpy; without
+# one prints a SKIP line naming the test NAME and exits 77 (ctest's skip code for these tests).
+# shellcheck disable=SC2034  # PY is read by the sourcing script
+find_numpy_python() {
+  local name=$1 candidate
+  PY=""
+  for candidate in /usr/bin/python3 python3; do
+    if command -v "$candidate" >/dev/null 2>&1 && "$candidate" -c 'import numpy' >/dev/null 2>&1; then
+      PY=$candidate
+      return 0
+    fi
+  done
+  echo "SKIP: $name needs a Python 3 with numpy (tried /usr/bin/python3, python3);"
+  echo "      install it with: apt-get install python3-numpy"
+  exit 77
+}
+
+# require_dsv3 PATH: exits 1 with a FAIL line unless PATH (the built dsv3 binary) is executable.
+require_dsv3() {
+  if [ ! -x "$1" ]; then
+    echo "FAIL step 'find dsv3': $1 does not exist or is not executable (build the 'dsv3' target first)"
+    exit 1
+  fi
+}
+
+# make_work_dir NAME: sets WORK to a new directory $BUILD_DIR/NAME.XXXXXX and removes it when the script
+# exits; exits 1 with a FAIL line if it cannot be made.
+make_work_dir() {
+  WORK=$(mktemp -d "$BUILD_DIR/$1.XXXXXX") || { echo "FAIL step 'mktemp' under $BUILD_DIR"; exit 1; }
+  trap 'rm -rf "$WORK"' EXIT
+}
+
+# run LABEL COMMAND...: runs the command with its output in $WORK/log.txt. On success prints an ok line
+# (see RUN_ELAPSED, RUN_PRINT_LOG, RUN_LOG_DROP above) and returns 0; on failure prints which step
+# failed, the command and the last 25 lines of the log, counts it if RUN_COUNT_FAILURES=1, and returns 1.
+run() {
+  local label=$1
+  shift
+  local log="$WORK/log.txt"
+  local start=$SECONDS
+  "$@" >"$log" 2>&1
+  local rc=$?
+  if [ $rc -eq 0 ]; then
+    if [ "${RUN_ELAPSED:-0}" = 1 ]; then
+      echo "  ok   $label ($((SECONDS - start)) s)"
+    else
+      echo "  ok   $label"
+    fi
+    if [ "${RUN_PRINT_LOG:-0}" = 1 ]; then
+      if [ -n "${RUN_LOG_DROP:-}" ]; then
+        grep -v -- "$RUN_LOG_DROP" "$log" | sed 's/^/       | /'
+      else
+        sed 's/^/       | /' "$log"
+      fi
+    fi
+    return 0
+  fi
+  echo "  FAIL step '$label' (exit $rc): $*"
+  tail -n 25 "$log" | sed 's/^/       | /'
+  if [ "${RUN_COUNT_FAILURES:-0}" = 1 ]; then
+    failures=$((failures + 1))
+  fi
+  return 1
+}
