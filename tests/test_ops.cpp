@@ -137,3 +137,66 @@ TEST(Ops, AddScaleAxpyDotMatchReference) {
     EXPECT_LE(std::fabs(double(d) - double(dref)), (double(n) + 4) * kEps * mag) << "dot n " << n;
   }
 }
+
+TEST(Ops, SiluMulBackwardMatchesReference) {
+  for (int64_t n : kSizes) {
+    std::vector<float> g = random_vector(n, uint32_t(n) + 20, 6.0f);
+    const std::vector<float> u = random_vector(n, uint32_t(n) + 21), dh = random_vector(n, uint32_t(n) + 22);
+    if (n >= 4) {
+      g[0] = -100.0f;
+      g[1] = 100.0f;
+      g[2] = 0.0f;
+      g[3] = -87.5f;
+    }
+    std::vector<float> dg(static_cast<size_t>(n)), du(static_cast<size_t>(n)), dg_ref(static_cast<size_t>(n)),
+        du_ref(static_cast<size_t>(n));
+    silu_mul_backward(g.data(), u.data(), dh.data(), dg.data(), du.data(), n);
+    reference::silu_mul_backward(g.data(), u.data(), dh.data(), dg_ref.data(), du_ref.data(), n);
+    for (size_t i = 0; i < size_t(n); ++i) {
+      // du: as silu_mul (a few ulp). dg = dh·u·s·(1 + g·(1 − s)): 1 − s cancels for large g, so the
+      // bound is relative to the terms' magnitude dh·u·s·(1 + |g|).
+      ASSERT_LE(std::fabs(double(du[i]) - du_ref[i]), 8 * kEps * std::fabs(double(du_ref[i])) + 1e-38) << n;
+      const double s = 1.0 / (1.0 + std::exp(-double(g[i])));
+      const double scale = std::fabs(double(dh[i]) * u[i] * s) * (1.0 + std::fabs(double(g[i])));
+      ASSERT_LE(std::fabs(double(dg[i]) - dg_ref[i]), 16 * kEps * scale + 1e-38) << n << " g " << g[i];
+    }
+    // In place: dgate and dup may alias dh.
+    std::vector<float> h = dh;
+    silu_mul_backward(g.data(), u.data(), h.data(), h.data(), du.data(), n);
+    for (size_t i = 0; i < size_t(n); ++i) ASSERT_EQ(h[i], dg[i]);
+  }
+}
+
+TEST(Ops, RmsNormBackwardMatchesReference) {
+  for (int64_t dim : kSizes) {
+    const int64_t rows = 3, ld = dim + 5;
+    const std::vector<float> x = random_vector(rows * ld, uint32_t(dim) + 30, 3.0f);
+    const std::vector<float> w = random_vector(dim, uint32_t(dim) + 31), dy = random_vector(rows * ld, uint32_t(dim) + 32);
+    std::vector<float> dx = random_vector(rows * ld, uint32_t(dim) + 33), dx_ref = dx;
+    std::vector<float> dw = random_vector(dim, uint32_t(dim) + 34), dw_ref = dw;
+    rmsnorm_backward(x.data(), ld, w.data(), dy.data(), ld, rows, dim, 1e-6f, dx.data(), ld, dw.data());
+    reference::rmsnorm_backward(x.data(), ld, w.data(), dy.data(), ld, rows, dim, 1e-6f, dx_ref.data(), ld,
+                                dw_ref.data());
+    // Sums over dim in f32 (relative error <= dim·eps of Σ|terms|) feed every output; bound by the
+    // magnitudes: |dx| terms ~ r·|dy·w| + r³·|x|·Σ|dy·w·x|/dim, all O(1) here.
+    for (int64_t r = 0; r < rows; ++r) {
+      double abs_sum = 0, sum_sq = 0;
+      for (int64_t i = 0; i < dim; ++i) {
+        abs_sum += std::fabs(double(dy[size_t(r * ld + i)]) * w[size_t(i)] * x[size_t(r * ld + i)]);
+        sum_sq += double(x[size_t(r * ld + i)]) * x[size_t(r * ld + i)];
+      }
+      const double inv = 1.0 / std::sqrt(sum_sq / double(dim) + 1e-6);
+      for (int64_t i = 0; i < dim; ++i) {
+        const size_t at = size_t(r * ld + i);
+        const double terms = inv * std::fabs(double(dy[at]) * w[size_t(i)]) +
+                             std::fabs(double(x[at])) * inv * inv * inv * abs_sum / double(dim) + std::fabs(dx_ref[at]);
+        ASSERT_LE(std::fabs(double(dx[at]) - dx_ref[at]), (double(dim) + 16) * kEps * terms) << dim << " " << i;
+      }
+    }
+    for (int64_t i = 0; i < dim; ++i) {
+      double terms = std::fabs(dw_ref[size_t(i)]);
+      for (int64_t r = 0; r < rows; ++r) terms += 4 * std::fabs(double(dy[size_t(r * ld + i)]) * x[size_t(r * ld + i)]);
+      ASSERT_LE(std::fabs(double(dw[size_t(i)]) - dw_ref[size_t(i)]), (double(dim) + 16) * kEps * terms) << dim;
+    }
+  }
+}

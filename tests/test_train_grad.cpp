@@ -82,11 +82,12 @@ TEST(TrainGradOps, Linear) {
   const int64_t n = 5, in = 7, out = 4;
   Vec x = random_vector(n * in, 1), w = random_vector(out * in, 2), r = random_vector(n * out, 3);
   Vec y(size_t(n * out)), dx(x.size(), 0.0), dw(w.size(), 0.0);
+  Workspace<double> ws;
   auto objective = [&] {
-    linear_forward(x.data(), w.data(), n, in, out, y.data());
+    linear_forward(ws, x.data(), w.data(), n, in, out, y.data());
     return weighted_sum(y.data(), r.data(), n * out);
   };
-  linear_backward(x.data(), w.data(), r.data(), n, in, out, dx.data(), dw.data());
+  linear_backward(ws, x.data(), w.data(), r.data(), n, in, out, dx.data(), dw.data());
   check_gradient("x", x.data(), dx.data(), n * in, objective);
   check_gradient("w", w.data(), dw.data(), out * in, objective);
 }

@@ -25,7 +25,22 @@ void gemm(Trans trans_a, Trans trans_b, int64_t m, int64_t n, int64_t k, float a
 void gemm(Trans trans_a, Trans trans_b, int64_t m, int64_t n, int64_t k, double alpha, const double* a, int64_t lda,
           const double* b, int64_t ldb, double beta, double* c, int64_t ldc);
 
+// BF16 GEMM: the arithmetic of a BF16 tensor-core/AMX GEMM. The operands are rounded to bfloat16
+// (nearest even), their products accumulated in FP32 into the f32 C (same alpha/beta semantics). Runs
+// oneDNN's bf16 matmul where the CPU has one (AMX, AVX512-BF16); elsewhere the f32 matmul on the
+// rounded operands (bf16 × bf16 products are exact in f32, so only the summation order differs).
+// The f32 overload rounds into per-thread buffers; the uint16_t overload takes bf16 bits as they are.
+void gemm_bf16(Trans trans_a, Trans trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
+               const float* b, int64_t ldb, float beta, float* c, int64_t ldc);
+void gemm_bf16(Trans trans_a, Trans trans_b, int64_t m, int64_t n, int64_t k, float alpha, const uint16_t* a,
+               int64_t lda, const uint16_t* b, int64_t ldb, float beta, float* c, int64_t ldc);
+// Whether oneDNN has a bf16 matmul on this CPU.
+bool has_native_bf16_gemm();
+
 namespace reference {
+// Scalar twin of gemm_bf16 (operands rounded to bf16, products accumulated in double).
+void gemm_bf16(Trans trans_a, Trans trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
+               const float* b, int64_t ldb, float beta, float* c, int64_t ldc);
 // Scalar twin of the f32 gemm (products accumulated in double), the reference it is tested against.
 void gemm(Trans trans_a, Trans trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
           const float* b, int64_t ldb, float beta, float* c, int64_t ldc);

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "core/profiler.h"
 #include "core/parallel.h"
 
 namespace dsv3 {
@@ -18,6 +19,7 @@ void add(const T* a, const T* b, int64_t n, T* out) {
 template <typename T>
 double block_forward(const ModelConfig& c, const BlockParams<T>& w, const AttentionContext& ctx, const MoeOptions& moe,
                      const T* x_in, BlockSaved<T> saved, Workspace<T>& ws, T* x_out) {
+  DSV3_ZONE("block.forward");
   const int64_t n = ctx.shape.rows(), H = c.hidden_size;
   typename Workspace<T>::Scope scope(ws);
   T* normed = ws.take(n * H);
@@ -40,6 +42,7 @@ template <typename T>
 void block_backward(const ModelConfig& c, const BlockParams<T>& w, const BlockParams<T>& dw,
                     const AttentionContext& ctx, const MoeOptions& moe, const T* x_in, const BlockSaved<T>& saved,
                     Workspace<T>& ws, T* dx) {
+  DSV3_ZONE("block.backward");
   const int64_t n = ctx.shape.rows(), H = c.hidden_size;
   typename Workspace<T>::Scope scope(ws);
   T* normed = ws.take(n * H);

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "core/profiler.h"
 #include "core/error.h"
 #include "core/parallel.h"
 
@@ -46,6 +47,7 @@ void check_targets(const int32_t* targets, int64_t rows, int64_t vocab) {
 template <typename T>
 double head_loss_forward(const T* h, const T* head, int64_t rows, int64_t hidden, int64_t vocab,
                          const int32_t* targets, Workspace<T>& ws, T* logits_out) {
+  DSV3_ZONE("head.loss_forward");
   check_targets(targets, rows, vocab);
   typename Workspace<T>::Scope scope(ws);
   const int64_t chunk = chunk_rows(rows, vocab);
@@ -53,7 +55,7 @@ double head_loss_forward(const T* h, const T* head, int64_t rows, int64_t hidden
   double sum = 0;
   for (int64_t r0 = 0; r0 < rows; r0 += chunk) {
     const int64_t m = std::min(chunk, rows - r0);
-    linear_forward(h + r0 * hidden, head, m, hidden, vocab, logits);
+    linear_forward(ws, h + r0 * hidden, head, m, hidden, vocab, logits, GemmKind::kept);
     if (logits_out) std::memcpy(logits_out + r0 * vocab, logits, size_t(m * vocab) * sizeof(T));
     sum += softmax_ce(logits, m, vocab, targets + r0);
   }
@@ -63,6 +65,7 @@ double head_loss_forward(const T* h, const T* head, int64_t rows, int64_t hidden
 template <typename T>
 double head_loss_forward_backward(const T* h, const T* head, int64_t rows, int64_t hidden, int64_t vocab,
                                   const int32_t* targets, double grad_scale, Workspace<T>& ws, T* dh, T* dhead) {
+  DSV3_ZONE("head.loss_forward_backward");
   check_targets(targets, rows, vocab);
   typename Workspace<T>::Scope scope(ws);
   const int64_t chunk = chunk_rows(rows, vocab);
@@ -70,7 +73,7 @@ double head_loss_forward_backward(const T* h, const T* head, int64_t rows, int64
   double sum = 0;
   for (int64_t r0 = 0; r0 < rows; r0 += chunk) {
     const int64_t m = std::min(chunk, rows - r0);
-    linear_forward(h + r0 * hidden, head, m, hidden, vocab, logits);
+    linear_forward(ws, h + r0 * hidden, head, m, hidden, vocab, logits, GemmKind::kept);
     sum += softmax_ce(logits, m, vocab, targets + r0);
     // dlogits = grad_scale · (p − onehot(target))
     const T scale = T(grad_scale);
@@ -81,7 +84,7 @@ double head_loss_forward_backward(const T* h, const T* head, int64_t rows, int64
         for (int64_t i = 0; i < vocab; ++i) l[i] *= scale;
       }
     });
-    linear_backward(h + r0 * hidden, head, logits, m, hidden, vocab, dh + r0 * hidden, dhead);
+    linear_backward(ws, h + r0 * hidden, head, logits, m, hidden, vocab, dh + r0 * hidden, dhead, GemmKind::kept);
   }
   return sum;
 }

@@ -2,7 +2,11 @@
 
 #include <algorithm>
 #include <cstring>
+#include <type_traits>
+#include <vector>
 
+#include "core/profiler.h"
+#include "ops/ops.h"
 #include "core/error.h"
 #include "core/parallel.h"
 
@@ -49,16 +53,16 @@ Projected<T> project(const ModelConfig& c, const Dims& d, const AttnParams<T>& w
   if (d.q_lora > 0) {
     p.c_q = ws.take(n * d.q_lora);
     rmsnorm_forward(saved.q_a, d.q_lora, w.q_a_layernorm, n, d.q_lora, eps, p.c_q, d.q_lora);
-    linear_forward(p.c_q, w.q_b_proj, n, d.q_lora, d.q_width, p.q);
+    linear_forward(ws, p.c_q, w.q_b_proj, n, d.q_lora, d.q_width, p.q);
   } else {
-    linear_forward(x, w.q_proj, n, d.hidden, d.q_width, p.q);
+    linear_forward(ws, x, w.q_proj, n, d.hidden, d.q_width, p.q);
   }
   rope_forward(p.q + d.nope, n, ctx.shape.seq, d.heads, d.q_width, d.qk, *ctx.rope);
 
   p.c_kv = ws.take(n * d.kv_lora);
   rmsnorm_forward(saved.kv_a, d.kv_a_width, w.kv_a_layernorm, n, d.kv_lora, eps, p.c_kv, d.kv_lora);
   p.kvb = ws.take(n * d.kvb_width);
-  linear_forward(p.c_kv, w.kv_b_proj, n, d.kv_lora, d.kvb_width, p.kvb);
+  linear_forward(ws, p.c_kv, w.kv_b_proj, n, d.kv_lora, d.kvb_width, p.kvb);
   p.k = ws.take(n * d.q_width);
   parallel_for(n, 16, [&](int64_t b, int64_t e) {
     for (int64_t r = b; r < e; ++r) {
@@ -88,12 +92,30 @@ void for_items(int64_t n, Fn&& fn) {
 
 // P = causal softmax(scale · Q Kᵀ) for one sequence and head, [seq, seq] with zeros above the diagonal.
 template <typename T>
-void attention_probs(const T* q, const T* k, int64_t ld, int64_t seq, int64_t qk, double scale, T* p) {
-  gemm(Trans::no, Trans::yes, seq, seq, qk, T(scale), q, ld, k, ld, T(0), p, seq);
+void attention_probs(ComputePrecision precision, const KeptOperand<T>& q, const KeptOperand<T>& k, int64_t seq,
+                     int64_t qk, double scale, T* p) {
+  kept_gemm(precision, Trans::no, Trans::yes, seq, seq, qk, T(scale), q, k, T(0), p, seq);
   for (int64_t i = 0; i < seq; ++i) {
     softmax_row(p + i * seq, i + 1);
     std::fill(p + i * seq + i + 1, p + (i + 1) * seq, T(0));
   }
+}
+
+// A seq × seq matrix of one attention item as a kept-GEMM operand, rounded once into per-thread buffer
+// `slot` when the step's kept GEMMs run in bf16 (dS and P each feed two GEMMs in the backward pass).
+template <typename T>
+KeptOperand<T> rounded_item(ComputePrecision precision, const T* x, int64_t seq, int slot) {
+  KeptOperand<T> op{x, seq};
+  if constexpr (std::is_same_v<T, float>) {
+    if (precision != ComputePrecision::f32) {
+      thread_local std::vector<uint16_t> buffers[2];
+      std::vector<uint16_t>& buffer = buffers[slot];
+      buffer.resize(size_t(seq * seq));
+      f32_to_bf16_2d(x, seq, seq, seq, buffer.data());
+      op.bf16 = buffer.data();
+    }
+  }
+  return op;
 }
 
 }  // namespace
@@ -105,31 +127,40 @@ int64_t mla_saved_per_token(const ModelConfig& c) {
 template <typename T>
 void mla_forward(const ModelConfig& c, const AttnParams<T>& w, const AttentionContext& ctx, const T* x,
                  MlaSaved<T> saved, Workspace<T>& ws, T* out) {
+  DSV3_ZONE("mla.forward");
   const Dims d(c);
   const int64_t n = ctx.shape.rows(), seq = ctx.shape.seq;
   DSV3_CHECK(ctx.rope != nullptr && ctx.rope->positions >= seq, "[train] attention needs a RoPE table for ", seq,
              " positions");
   typename Workspace<T>::Scope scope(ws);
-  if (d.q_lora > 0) linear_forward(x, w.q_a_proj, n, d.hidden, d.q_lora, saved.q_a);
-  linear_forward(x, w.kv_a_proj_with_mqa, n, d.hidden, d.kv_a_width, saved.kv_a);
+  if (d.q_lora > 0) linear_forward(ws, x, w.q_a_proj, n, d.hidden, d.q_lora, saved.q_a);
+  linear_forward(ws, x, w.kv_a_proj_with_mqa, n, d.hidden, d.kv_a_width, saved.kv_a);
   const Projected<T> p = project(c, d, w, ctx, x, saved, ws);
 
+  // Attention core per sequence and head; q, k and v are rounded once here when the GEMMs run in bf16.
   T* probs = ws.take(int64_t(num_threads()) * seq * seq);
+  const ComputePrecision precision = ws.precision();
+  const KeptOperand<T> q_all{p.q, d.q_width, round_for_kept_gemms(ws, p.q, n, d.q_width)};
+  const KeptOperand<T> k_all{p.k, d.q_width, round_for_kept_gemms(ws, p.k, n, d.q_width)};
+  const KeptOperand<T> kvb_all{p.kvb, d.kvb_width, round_for_kept_gemms(ws, p.kvb, n, d.kvb_width)};
+  DSV3_ZONE("mla.core.forward");
   for_items(ctx.shape.batch * d.heads, [&](int64_t item, int thread) {
     const int64_t b = item / d.heads, h = item % d.heads;
     T* pr = probs + int64_t(thread) * seq * seq;
     const int64_t row0 = b * seq;
-    attention_probs(p.q + row0 * d.q_width + h * d.qk, p.k + row0 * d.q_width + h * d.qk, d.q_width, seq, d.qk,
+    attention_probs(precision, q_all.at(row0 * d.q_width + h * d.qk), k_all.at(row0 * d.q_width + h * d.qk), seq, d.qk,
                     ctx.softmax_scale, pr);
-    gemm(Trans::no, Trans::no, seq, d.v, seq, T(1), pr, seq, p.kvb + row0 * d.kvb_width + h * (d.nope + d.v) + d.nope,
-         d.kvb_width, T(0), saved.o + row0 * d.o_width + h * d.v, d.o_width);
+    kept_gemm(precision, Trans::no, Trans::no, seq, d.v, seq, T(1), KeptOperand<T>{pr, seq},
+              kvb_all.at(row0 * d.kvb_width + h * (d.nope + d.v) + d.nope), T(0), saved.o + row0 * d.o_width + h * d.v,
+              d.o_width);
   });
-  linear_forward(saved.o, w.o_proj, n, d.o_width, d.hidden, out);
+  linear_forward(ws, saved.o, w.o_proj, n, d.o_width, d.hidden, out);
 }
 
 template <typename T>
 void mla_backward(const ModelConfig& c, const AttnParams<T>& w, const AttnParams<T>& dw, const AttentionContext& ctx,
                   const T* x, const MlaSaved<T>& saved, const T* dout, Workspace<T>& ws, T* dx) {
+  DSV3_ZONE("mla.backward");
   const Dims d(c);
   const int64_t n = ctx.shape.rows(), seq = ctx.shape.seq;
   const double eps = c.rms_norm_eps;
@@ -138,42 +169,49 @@ void mla_backward(const ModelConfig& c, const AttnParams<T>& w, const AttnParams
 
   // Output projection: d_o = dout · W_o (written), dW_o += doutᵀ · o.
   T* d_o = ws.take(n * d.o_width);
-  gemm(Trans::no, Trans::no, n, d.o_width, d.hidden, T(1), dout, d.hidden, w.o_proj, d.o_width, T(0), d_o, d.o_width);
-  gemm(Trans::yes, Trans::no, d.hidden, d.o_width, n, T(1), dout, d.hidden, saved.o, d.o_width, T(1), dw.o_proj,
-       d.o_width);
+  linear_dgrad(ws, dout, w.o_proj, n, d.o_width, d.hidden, d_o, /*accumulate=*/false);
+  linear_wgrad(ws, saved.o, dout, n, d.o_width, d.hidden, dw.o_proj);
 
   // Attention core, per sequence and head (every output region written exactly once).
   T* dq = ws.take(n * d.q_width);
   T* dk = ws.take(n * d.q_width);
   T* dkvb = ws.take(n * d.kvb_width);
   T* buffers = ws.take(int64_t(num_threads()) * 2 * seq * seq);
-  for_items(ctx.shape.batch * d.heads, [&](int64_t item, int thread) {
-    const int64_t b = item / d.heads, h = item % d.heads, row0 = b * seq;
-    T* pr = buffers + int64_t(thread) * 2 * seq * seq;
-    T* ds = pr + seq * seq;
-    const T* q = p.q + row0 * d.q_width + h * d.qk;
-    const T* k = p.k + row0 * d.q_width + h * d.qk;
-    const T* v = p.kvb + row0 * d.kvb_width + h * (d.nope + d.v) + d.nope;
-    const T* o = saved.o + row0 * d.o_width + h * d.v;
-    const T* dob = d_o + row0 * d.o_width + h * d.v;
-    attention_probs(q, k, d.q_width, seq, d.qk, ctx.softmax_scale, pr);
-    // dP = dO · Vᵀ;  dS = P ⊙ (dP − rowsum(dO ⊙ O))  (the softmax Jacobian; rowsum(P ⊙ dP) = dO·O).
-    gemm(Trans::no, Trans::yes, seq, seq, d.v, T(1), dob, d.o_width, v, d.kvb_width, T(0), ds, seq);
-    for (int64_t i = 0; i < seq; ++i) {
-      const T row_dot = dot(dob + i * d.o_width, o + i * d.o_width, d.v);
-      T* dsi = ds + i * seq;
-      const T* pi = pr + i * seq;
-      for (int64_t j = 0; j <= i; ++j) dsi[j] = pi[j] * (dsi[j] - row_dot);
-      std::fill(dsi + i + 1, dsi + seq, T(0));
-    }
-    const T scale = T(ctx.softmax_scale);
-    gemm(Trans::no, Trans::no, seq, d.qk, seq, scale, ds, seq, k, d.q_width, T(0), dq + row0 * d.q_width + h * d.qk,
-         d.q_width);
-    gemm(Trans::yes, Trans::no, seq, d.qk, seq, scale, ds, seq, q, d.q_width, T(0), dk + row0 * d.q_width + h * d.qk,
-         d.q_width);
-    gemm(Trans::yes, Trans::no, seq, d.v, seq, T(1), pr, seq, dob, d.o_width, T(0),
-         dkvb + row0 * d.kvb_width + h * (d.nope + d.v) + d.nope, d.kvb_width);
-  });
+  const ComputePrecision precision = ws.precision();
+  const KeptOperand<T> q_all{p.q, d.q_width, round_for_kept_gemms(ws, p.q, n, d.q_width)};
+  const KeptOperand<T> k_all{p.k, d.q_width, round_for_kept_gemms(ws, p.k, n, d.q_width)};
+  const KeptOperand<T> kvb_all{p.kvb, d.kvb_width, round_for_kept_gemms(ws, p.kvb, n, d.kvb_width)};
+  const KeptOperand<T> d_o_all{d_o, d.o_width, round_for_kept_gemms(ws, d_o, n, d.o_width)};
+  {
+    DSV3_ZONE("mla.core.backward");
+    for_items(ctx.shape.batch * d.heads, [&](int64_t item, int thread) {
+      const int64_t b = item / d.heads, h = item % d.heads, row0 = b * seq;
+      T* pr = buffers + int64_t(thread) * 2 * seq * seq;
+      T* ds = pr + seq * seq;
+      const KeptOperand<T> q = q_all.at(row0 * d.q_width + h * d.qk), k = k_all.at(row0 * d.q_width + h * d.qk);
+      const KeptOperand<T> v = kvb_all.at(row0 * d.kvb_width + h * (d.nope + d.v) + d.nope);
+      const KeptOperand<T> dob = d_o_all.at(row0 * d.o_width + h * d.v);
+      const T* o = saved.o + row0 * d.o_width + h * d.v;
+      attention_probs(precision, q, k, seq, d.qk, ctx.softmax_scale, pr);
+      // dP = dO · Vᵀ;  dS = P ⊙ (dP − rowsum(dO ⊙ O))  (the softmax Jacobian; rowsum(P ⊙ dP) = dO·O).
+      kept_gemm(precision, Trans::no, Trans::yes, seq, seq, d.v, T(1), dob, v, T(0), ds, seq);
+      for (int64_t i = 0; i < seq; ++i) {
+        const T row_dot = dot(dob.values + i * d.o_width, o + i * d.o_width, d.v);
+        T* dsi = ds + i * seq;
+        const T* pi = pr + i * seq;
+        for (int64_t j = 0; j <= i; ++j) dsi[j] = pi[j] * (dsi[j] - row_dot);
+        std::fill(dsi + i + 1, dsi + seq, T(0));
+      }
+      const T scale = T(ctx.softmax_scale);
+      const KeptOperand<T> dsm = rounded_item(precision, ds, seq, 0), pm = rounded_item(precision, pr, seq, 1);
+      kept_gemm(precision, Trans::no, Trans::no, seq, d.qk, seq, scale, dsm, k, T(0), dq + row0 * d.q_width + h * d.qk,
+                d.q_width);
+      kept_gemm(precision, Trans::yes, Trans::no, seq, d.qk, seq, scale, dsm, q, T(0), dk + row0 * d.q_width + h * d.qk,
+                d.q_width);
+      kept_gemm(precision, Trans::yes, Trans::no, seq, d.v, seq, T(1), pm, dob, T(0),
+                dkvb + row0 * d.kvb_width + h * (d.nope + d.v) + d.nope, d.kvb_width);
+    });
+  }
 
   // Keys: k_nope gradients into dkvb; k_rope is shared by the heads: sum in head order, un-rotate.
   T* dkv_a = ws.take(n * d.kv_a_width);
@@ -193,27 +231,24 @@ void mla_backward(const ModelConfig& c, const AttnParams<T>& w, const AttnParams
 
   // KV path: kv_b_proj, kv_a_layernorm, kv_a_proj_with_mqa.
   T* dc_kv = ws.take(n * d.kv_lora);
-  gemm(Trans::no, Trans::no, n, d.kv_lora, d.kvb_width, T(1), dkvb, d.kvb_width, w.kv_b_proj, d.kv_lora, T(0), dc_kv,
-       d.kv_lora);
-  gemm(Trans::yes, Trans::no, d.kvb_width, d.kv_lora, n, T(1), dkvb, d.kvb_width, p.c_kv, d.kv_lora, T(1), dw.kv_b_proj,
-       d.kv_lora);
+  linear_dgrad(ws, dkvb, w.kv_b_proj, n, d.kv_lora, d.kvb_width, dc_kv, /*accumulate=*/false);
+  linear_wgrad(ws, p.c_kv, dkvb, n, d.kv_lora, d.kvb_width, dw.kv_b_proj);
   rmsnorm_backward(saved.kv_a, d.kv_a_width, w.kv_a_layernorm, dc_kv, d.kv_lora, n, d.kv_lora, eps, dkv_a,
                    d.kv_a_width, dw.kv_a_layernorm);
-  linear_backward(x, w.kv_a_proj_with_mqa, dkv_a, n, d.hidden, d.kv_a_width, dx, dw.kv_a_proj_with_mqa);
+  linear_backward(ws, x, w.kv_a_proj_with_mqa, dkv_a, n, d.hidden, d.kv_a_width, dx, dw.kv_a_proj_with_mqa);
 
   // Query path.
   if (d.q_lora > 0) {
     T* dc_q = ws.take(n * d.q_lora);
-    gemm(Trans::no, Trans::no, n, d.q_lora, d.q_width, T(1), dq, d.q_width, w.q_b_proj, d.q_lora, T(0), dc_q, d.q_lora);
-    gemm(Trans::yes, Trans::no, d.q_width, d.q_lora, n, T(1), dq, d.q_width, p.c_q, d.q_lora, T(1), dw.q_b_proj,
-         d.q_lora);
+    linear_dgrad(ws, dq, w.q_b_proj, n, d.q_lora, d.q_width, dc_q, /*accumulate=*/false);
+    linear_wgrad(ws, p.c_q, dq, n, d.q_lora, d.q_width, dw.q_b_proj);
     T* dq_a = ws.take(n * d.q_lora);
     std::fill(dq_a, dq_a + n * d.q_lora, T(0));
     rmsnorm_backward(saved.q_a, d.q_lora, w.q_a_layernorm, dc_q, d.q_lora, n, d.q_lora, eps, dq_a, d.q_lora,
                      dw.q_a_layernorm);
-    linear_backward(x, w.q_a_proj, dq_a, n, d.hidden, d.q_lora, dx, dw.q_a_proj);
+    linear_backward(ws, x, w.q_a_proj, dq_a, n, d.hidden, d.q_lora, dx, dw.q_a_proj);
   } else {
-    linear_backward(x, w.q_proj, dq, n, d.hidden, d.q_width, dx, dw.q_proj);
+    linear_backward(ws, x, w.q_proj, dq, n, d.hidden, d.q_width, dx, dw.q_proj);
   }
 }
 

@@ -7,6 +7,7 @@
 #include <numeric>
 #include <vector>
 
+#include "core/profiler.h"
 #include "core/error.h"
 #include "core/parallel.h"
 
@@ -272,18 +273,22 @@ MlpSaved<T> expert_slice(const MoeSaved<T>& s, int64_t row0, int64_t inter) {
 template <typename T>
 double moe_forward(const ModelConfig& c, const MoeParams<T>& w, const SeqShape& shape, const MoeOptions& options,
                    const T* x, MoeSaved<T> saved, Workspace<T>& ws, T* out) {
+  DSV3_ZONE("moe.forward");
   const int64_t n = shape.rows(), H = c.hidden_size, E = c.n_routed_experts, k = c.num_experts_per_tok;
   const int64_t inter = c.moe_intermediate_size;
   typename Workspace<T>::Scope scope(ws);
 
   T* logits = ws.take(n * E);
-  linear_forward(x, w.gate, n, H, E, logits);
-  router_scores_forward(c, logits, n, saved.scores);
-  route_select(c, saved.scores, w.correction_bias, n, saved.indices);
-  route_weights_forward(c, saved.scores, saved.indices, n, saved.weights);
-  const double balance = balance_loss_forward(c, options, shape, saved.scores, saved.indices);
-
-  sort_by_expert(E, n * k, saved.indices, saved.slot_row, saved.expert_begin);
+  linear_forward(ws, x, w.gate, n, H, E, logits, GemmKind::kept);
+  double balance = 0;
+  {
+    DSV3_ZONE("moe.route");
+    router_scores_forward(c, logits, n, saved.scores);
+    route_select(c, saved.scores, w.correction_bias, n, saved.indices);
+    route_weights_forward(c, saved.scores, saved.indices, n, saved.weights);
+    balance = balance_loss_forward(c, options, shape, saved.scores, saved.indices);
+    sort_by_expert(E, n * k, saved.indices, saved.slot_row, saved.expert_begin);
+  }
   T* xs = ws.take(n * k * H);
   T* ys = ws.take(n * k * H);
   T* sorted_weight = ws.take(n * k);
@@ -307,6 +312,7 @@ template <typename T>
 void moe_backward(const ModelConfig& c, const MoeParams<T>& w, const MoeParams<T>& dw, const SeqShape& shape,
                   const MoeOptions& options, const T* x, const MoeSaved<T>& saved, const T* dout, Workspace<T>& ws,
                   T* dx) {
+  DSV3_ZONE("moe.backward");
   const int64_t n = shape.rows(), H = c.hidden_size, E = c.n_routed_experts, k = c.num_experts_per_tok;
   const int64_t inter = c.moe_intermediate_size;
   typename Workspace<T>::Scope scope(ws);
@@ -342,7 +348,7 @@ void moe_backward(const ModelConfig& c, const MoeParams<T>& w, const MoeParams<T
   balance_loss_backward(c, options, shape, saved.scores, saved.indices, dscores);
   T* dlogits = dscores;  // written in place, row by row
   router_scores_backward(c, saved.scores, dscores, n, dlogits);
-  linear_backward(x, w.gate, dlogits, n, H, E, dx, dw.gate);
+  linear_backward(ws, x, w.gate, dlogits, n, H, E, dx, dw.gate, GemmKind::kept);
 }
 
 #define DSV3_INSTANTIATE(T)                                                                                       \

@@ -21,7 +21,7 @@ void mtp_input_forward(const ModelConfig& c, const MtpParams<T>& w, const T* emb
   typename Workspace<T>::Scope scope(ws);
   T* concat = ws.take(rows * 2 * H);
   normed_concat(c, w, emb, h, rows, concat);
-  linear_forward(concat, w.eh_proj, rows, 2 * H, H, out);
+  linear_forward(ws, concat, w.eh_proj, rows, 2 * H, H, out);
 }
 
 template <typename T>
@@ -33,7 +33,7 @@ void mtp_input_backward(const ModelConfig& c, const MtpParams<T>& w, const MtpPa
   T* dconcat = ws.take(rows * 2 * H);
   normed_concat(c, w, emb, h, rows, concat);
   std::fill(dconcat, dconcat + rows * 2 * H, T(0));
-  linear_backward(concat, w.eh_proj, dout, rows, 2 * H, H, dconcat, dw.eh_proj);
+  linear_backward(ws, concat, w.eh_proj, dout, rows, 2 * H, H, dconcat, dw.eh_proj);
   rmsnorm_backward(emb, H, w.enorm, dconcat, 2 * H, rows, H, c.rms_norm_eps, demb, H, dw.enorm);
   rmsnorm_backward(h, H, w.hnorm, dconcat + H, 2 * H, rows, H, c.rms_norm_eps, dh, H, dw.hnorm);
 }

@@ -6,6 +6,7 @@
 #include <map>
 #include <numbers>
 
+#include "core/profiler.h"
 #include "core/dtype.h"
 #include "core/error.h"
 #include "core/parallel.h"
@@ -128,6 +129,7 @@ AdamW::AdamW(std::shared_ptr<const ParamLayout> layout, const AdamWOptions& opti
 
 OptimizerStepStats AdamW::step(TrainParams<float>& params, const TrainParams<float>& grads, double lr,
                                double grad_scale) {
+  DSV3_ZONE("adamw.step");
   DSV3_CHECK(params.size() == layout_->total && grads.size() == layout_->total,
              "[adamw] parameters or gradients do not have the optimizer's layout");
   DSV3_CHECK(std::isfinite(lr) && lr >= 0, "[adamw] learning rate must be finite and >= 0, got ", lr);

@@ -17,6 +17,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "model/config.h"
@@ -39,14 +40,45 @@ struct RopeTable {
 };
 RopeTable make_rope_table(const ModelConfig& config, int64_t positions);
 
+// The arithmetic of a training step's GEMMs (SPEC.md §3, docs/TRAINING.md). Master weights, gradients
+// and everything outside GEMMs stay f32 (or double) in every case.
+//   f32   every GEMM in f32 (double for T = double: the gradient checks)
+//   bf16  every GEMM on bf16-rounded operands with f32 accumulation (ops/gemm.h gemm_bf16)
+//   fp8   the linear layers of MLA, MLPs, experts and MTP's eh_proj (Fprop, Dgrad, Wgrad) as FP8 GEMMs
+//         with fine-grained scaling (ops/fp8.h); the other GEMMs as bf16
+enum class ComputePrecision { f32, bf16, fp8 };
+const char* compute_precision_name(ComputePrecision p);  // "f32", "bf16", "fp8"
+ComputePrecision parse_compute_precision(const std::string& name);  // throws naming the choices
+
+// Which GEMMs follow the step's precision fully: the linear layers DeepSeek runs in FP8, or the
+// products it keeps in higher precision (router gate, output head, attention core; SPEC.md §3).
+enum class GemmKind { projection, kept };
+
 // Scratch memory for the transient tensors of forward and backward passes: a stack of T. take() hands
 // out 64-byte aligned blocks; Scope releases everything taken within it. It grows by adding blocks
 // (never moving earlier ones) until the largest step has run once; after that nothing is allocated.
+// It also carries the step's ComputePrecision to the GEMMs run on its behalf.
 template <typename T>
 class Workspace {
  public:
   T* take(int64_t n);
   int64_t capacity() const;  // elements allocated so far
+
+  ComputePrecision precision() const { return precision_; }
+  void set_precision(ComputePrecision p);  // anything but f32 needs T = float
+
+  // The bf16 rounding of the parameter arena [base, base + n) for this step (null: none): GEMMs whose
+  // operand is a parameter read it there instead of rounding the weight at every use.
+  void set_bf16_weights(const T* base, int64_t n, const uint16_t* bf16) {
+    weights_ = base;
+    weights_size_ = n;
+    weights_bf16_ = bf16;
+  }
+  const uint16_t* bf16_weight(const T* w) const {
+    return weights_bf16_ && w >= weights_ && w < weights_ + weights_size_ ? weights_bf16_ + (w - weights_) : nullptr;
+  }
+  // n bf16 values of scratch (released with the enclosing Scope).
+  uint16_t* take_bf16(int64_t n) { return reinterpret_cast<uint16_t*>(take((n * 2 + sizeof(T) - 1) / sizeof(T))); }
 
   class Scope {
    public:
@@ -72,14 +104,48 @@ class Workspace {
   std::vector<Block> blocks_;
   size_t block_ = 0;  // current block
   int64_t used_ = 0;  // elements used in the current block
+  ComputePrecision precision_ = ComputePrecision::f32;
+  const T* weights_ = nullptr;
+  int64_t weights_size_ = 0;
+  const uint16_t* weights_bf16_ = nullptr;
 };
 
 // ---- linear: y[n, out] = x[n, in] · Wᵀ, W [out, in] (Hugging Face layout) ----
+// The three GEMMs of a linear layer (Fprop, Dgrad, Wgrad), in the workspace's precision for `kind`.
 template <typename T>
-void linear_forward(const T* x, const T* w, int64_t n, int64_t in, int64_t out, T* y);
-// dx[n, in] += dy · W (dx may be null), dW[out, in] += dyᵀ · x.
+void linear_forward(Workspace<T>& ws, const T* x, const T* w, int64_t n, int64_t in, int64_t out, T* y,
+                    GemmKind kind = GemmKind::projection);
+// dx[n, in] (+)= dy · W: added when `accumulate`, else written.
 template <typename T>
-void linear_backward(const T* x, const T* w, const T* dy, int64_t n, int64_t in, int64_t out, T* dx, T* dw);
+void linear_dgrad(Workspace<T>& ws, const T* dy, const T* w, int64_t n, int64_t in, int64_t out, T* dx,
+                  bool accumulate, GemmKind kind = GemmKind::projection);
+// dW[out, in] += dyᵀ · x.
+template <typename T>
+void linear_wgrad(Workspace<T>& ws, const T* x, const T* dy, int64_t n, int64_t in, int64_t out, T* dw,
+                  GemmKind kind = GemmKind::projection);
+// Both: dx += dy · W (dx may be null), dW += dyᵀ · x.
+template <typename T>
+void linear_backward(Workspace<T>& ws, const T* x, const T* w, const T* dy, int64_t n, int64_t in, int64_t out, T* dx,
+                     T* dw, GemmKind kind = GemmKind::projection);
+
+// GEMMs that are not linear layers (the attention core): f32, or bf16 when the step runs bf16 or fp8.
+// An operand is its values and, optionally, their bf16 rounding made in advance (same layout), so a
+// tensor read by many GEMMs is rounded once. Safe to call from parallel_for workers.
+template <typename T>
+struct KeptOperand {
+  const T* values = nullptr;
+  int64_t ld = 0;
+  const uint16_t* bf16 = nullptr;  // null: rounded at the call when the GEMM runs in bf16
+
+  KeptOperand at(int64_t offset) const { return {values + offset, ld, bf16 ? bf16 + offset : nullptr}; }
+};
+template <typename T>
+void kept_gemm(ComputePrecision precision, Trans trans_a, Trans trans_b, int64_t m, int64_t n, int64_t k, T alpha,
+               const KeptOperand<T>& a, const KeptOperand<T>& b, T beta, T* c, int64_t ldc);
+// The bf16 rounding of a packed rows × cols matrix for kept GEMMs, taken from ws; null when the step's
+// kept GEMMs run in f32 (nothing to round).
+template <typename T>
+const uint16_t* round_for_kept_gemms(Workspace<T>& ws, const T* x, int64_t rows, int64_t cols);
 
 // ---- RMSNorm (SPEC.md §1): y = x · rsqrt(mean(x²) + eps) · w, per row; row strides ldx / ldy ----
 template <typename T>

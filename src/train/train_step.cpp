@@ -2,9 +2,12 @@
 
 #include <algorithm>
 #include <cstring>
+#include <type_traits>
 
+#include "core/profiler.h"
 #include "core/error.h"
 #include "core/parallel.h"
+#include "ops/ops.h"
 #include "train/loss_train.h"
 #include "train/mtp_train.h"
 
@@ -203,6 +206,7 @@ void add_loads(const ModelConfig& c, int64_t layer, const BlockSaved<T>& s, Step
 template <typename T>
 StepStats run_step(TrainParams<T>& params, TrainParams<T>* grads, TrainActivations<T>& a, const int32_t* tokens,
                    const TrainOptions& o, T* logits) {
+  DSV3_ZONE("step");
   const ModelConfig& c = params.config();
   const ModelConfig& ac = a.config();
   DSV3_CHECK(ac.hidden_size == c.hidden_size && ac.num_hidden_layers == c.num_hidden_layers &&
@@ -217,7 +221,19 @@ StepStats run_step(TrainParams<T>& params, TrainParams<T>* grads, TrainActivatio
   const int64_t L = c.num_hidden_layers;
   const double eps = c.rms_norm_eps;
   Workspace<T>& ws = a.ws;
+  ws.set_precision(o.precision);
   typename Workspace<T>::Scope scope(ws);
+  ws.set_bf16_weights(nullptr, 0, nullptr);
+  if constexpr (std::is_same_v<T, float>) {
+    if (o.precision != ComputePrecision::f32) {  // weights are rounded once per step, not at every GEMM
+      a.weights_bf16.resize(size_t(params.size()));
+      constexpr int64_t kRow = 1 << 14;
+      const int64_t full = params.size() / kRow, tail = params.size() - full * kRow;
+      f32_to_bf16_2d(params.data(), full, kRow, kRow, a.weights_bf16.data());
+      if (tail > 0) f32_to_bf16_2d(params.data() + full * kRow, 1, tail, tail, a.weights_bf16.data() + full * kRow);
+      ws.set_bf16_weights(params.data(), params.size(), a.weights_bf16.data());
+    }
+  }
 
   ModelParams<T> P = model_params(params);
   ModelParams<T> G;

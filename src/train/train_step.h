@@ -32,6 +32,7 @@
 namespace dsv3 {
 
 struct TrainOptions {
+  ComputePrecision precision = ComputePrecision::f32;  // of the GEMMs (train_ops.h)
   int64_t mtp_depth = -1;   // MTP modules in the objective: -1 = num_nextn_predict_layers, 0 = none
   double mtp_lambda = 0.3;  // λ (TR §4.2: 0.3, later 0.1)
   MoeOptions moe;           // balance loss (off by default)
@@ -85,6 +86,7 @@ class TrainActivations {
   std::vector<Mtp> mtp;
   RopeTable rope;
   Workspace<T> ws;
+  std::vector<uint16_t> weights_bf16;  // the parameters rounded to bf16 at the start of a bf16/fp8 step
 
  private:
   ModelConfig config_;

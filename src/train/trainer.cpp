@@ -35,26 +35,11 @@ BalanceMode parse_balance_mode(const std::string& name) {
   DSV3_FAIL("[train] unknown balancing mode '", name, "'; use aux-free, aux-loss or none");
 }
 
-const char* train_precision_name(TrainPrecision p) {
-  switch (p) {
-    case TrainPrecision::f32: return "f32";
-    case TrainPrecision::bf16: return "bf16";
-    case TrainPrecision::fp8: return "fp8";
-  }
-  return "?";
-}
-
-TrainPrecision parse_train_precision(const std::string& name) {
-  for (TrainPrecision p : {TrainPrecision::f32, TrainPrecision::bf16, TrainPrecision::fp8})
-    if (name == train_precision_name(p)) return p;
-  DSV3_FAIL("[train] unknown precision '", name, "'; use f32, bf16 or fp8");
-}
-
 json TrainRunOptions::to_json() const {
   json j;
   j["preset"] = preset;
   j["model"] = json::parse(model_config_to_json(config));
-  j["precision"] = train_precision_name(precision);
+  j["precision"] = compute_precision_name(precision);
   j["batch_size"] = batch_size;
   j["seq_len"] = seq_len;
   j["grad_accum"] = grad_accum;
@@ -109,7 +94,7 @@ TrainRunOptions TrainRunOptions::from_json(const json& j, const std::string& whe
   TrainRunOptions o;
   o.preset = text(j, "preset", where);
   o.config = parse_model_config(field(j, "model", where).dump(), where + " (model)");
-  o.precision = parse_train_precision(text(j, "precision", where));
+  o.precision = parse_compute_precision(text(j, "precision", where));
   o.batch_size = number<int64_t>(j, "batch_size", where);
   o.seq_len = number<int64_t>(j, "seq_len", where);
   o.grad_accum = number<int64_t>(j, "grad_accum", where);
@@ -170,6 +155,7 @@ void TrainRunOptions::validate() const {
 
 TrainOptions TrainRunOptions::step_options() const {
   TrainOptions t;
+  t.precision = precision;
   t.mtp_depth = mtp_depth;
   t.mtp_lambda = mtp_lambda;
   t.moe.balance_alpha = balance_alpha;

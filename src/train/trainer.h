@@ -39,16 +39,11 @@ enum class BalanceMode {
 const char* balance_mode_name(BalanceMode mode);  // "aux-free", "aux-loss", "none"
 BalanceMode parse_balance_mode(const std::string& name);
 
-// The arithmetic of the linear layers' GEMMs (docs/TRAINING.md; FP8: SPEC.md §3). Master weights,
-// gradients and optimizer state are FP32 in every case.
-enum class TrainPrecision { f32, bf16, fp8 };
-const char* train_precision_name(TrainPrecision p);  // "f32", "bf16", "fp8"
-TrainPrecision parse_train_precision(const std::string& name);
 
 struct TrainRunOptions {
   ModelConfig config;
   std::string preset;       // recorded only
-  TrainPrecision precision = TrainPrecision::f32;
+  ComputePrecision precision = ComputePrecision::f32;  // of the GEMMs (train_ops.h); master weights FP32
   int64_t batch_size = 8;   // sequences per micro-batch
   int64_t seq_len = 256;
   int64_t grad_accum = 1;   // micro-batches per optimizer step

@@ -1,26 +1,36 @@
-// f32 gemm on oneDNN's matmul (see ops/gemm.h).
+// f32 and bf16 gemm on oneDNN's matmul (see ops/gemm.h).
 //
 // Transposes are expressed as strides, so no operand is ever copied: op(A) = A [m, k] has strides
-// {lda, 1}, its transpose (A stored [k, m]) strides {1, lda}; likewise B and ldb. alpha is an output
-// scale and beta a `sum` post-op.
+// {lda, 1}, its transpose (A stored [k, m]) strides {1, lda}; likewise B and ldb. beta is a `sum`
+// post-op; alpha is applied to the result by our own loop (oneDNN 2.6's run-time output scale sends
+// matmuls to a path several times slower).
 //
 // Shapes: training multiplies matrices whose sizes change every step (the tokens routed to each expert
 // are the m of the expert GEMMs and the k of their weight gradients), so primitives are created with
-// run-time dimensions and strides (DNNL_RUNTIME_DIM_VAL) and cached per (trans_a, trans_b, alpha ≠ 1,
-// beta): a handful of primitives serve every shape, and nothing is created in steady state.
+// run-time dimensions and strides (DNNL_RUNTIME_DIM_VAL) and cached per (trans_a, trans_b, beta,
+// operand type): a handful of primitives serve every shape, and nothing is created in steady state.
 // Each calling thread has its own stream and scratchpad (user scratchpad mode), so a primitive may run
 // concurrently from parallel_for workers (where oneDNN runs single-threaded inside the worker).
+//
+// BF16: the f32 operands are rounded to bf16 into per-thread buffers (same layout, packed rows) and
+// multiplied by oneDNN's bf16 matmul (AMX or AVX512-BF16 kernels) into the f32 C. Where the CPU has no
+// bf16 matmul the rounded operands are widened back to f32 and multiplied by the f32 matmul: the same
+// products (bf16·bf16 is exact in f32), accumulated in f32.
 #include <dnnl.hpp>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <tuple>
+#include <vector>
 
 #include "core/error.h"
+#include "core/parallel.h"
 #include "ops/gemm.h"
+#include "ops/ops.h"
 
 namespace dsv3 {
 namespace {
@@ -29,12 +39,16 @@ using dnnl::memory;
 constexpr memory::dim kRuntime = DNNL_RUNTIME_DIM_VAL;
 
 struct Key {
-  bool ta, tb, scaled;
+  bool ta, tb;
   float beta;
-  bool operator<(const Key& o) const { return std::tie(ta, tb, scaled, beta) < std::tie(o.ta, o.tb, o.scaled, o.beta); }
+  memory::data_type operands;
+  bool operator<(const Key& o) const {
+    return std::tie(ta, tb, beta, operands) < std::tie(o.ta, o.tb, o.beta, o.operands);
+  }
 };
 
 struct Primitive {
+  bool supported = true;  // false: oneDNN has no such matmul on this CPU (remembered, not retried)
   dnnl::matmul matmul;
   dnnl::matmul::primitive_desc pd;
 };
@@ -52,19 +66,18 @@ Engine& engine() {
 
 // A [rows, cols] matrix with run-time sizes and row stride, stored row-major or (transposed) column-major.
 // (Fully run-time strides would select oneDNN's reference matmul; a fixed stride pattern keeps gemm:jit.)
-memory::desc runtime_desc(bool transposed) {
-  return memory::desc({kRuntime, kRuntime}, memory::data_type::f32,
-                      transposed ? memory::dims{1, kRuntime} : memory::dims{kRuntime, 1});
+memory::desc runtime_desc(bool transposed, memory::data_type type) {
+  return memory::desc({kRuntime, kRuntime}, type, transposed ? memory::dims{1, kRuntime} : memory::dims{kRuntime, 1});
 }
 
-const Primitive& get_primitive(const Key& key) {
+// Null when oneDNN has no matmul for the key on this CPU (bf16 without AVX512-BF16/AMX).
+const Primitive* find_primitive(const Key& key) {
   Engine& e = engine();
   std::lock_guard<std::mutex> lock(e.mutex);
   auto& slot = e.cache[key];
   if (!slot) {
     dnnl::primitive_attr attr;
     attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
-    if (key.scaled) attr.set_output_scales(0, {DNNL_RUNTIME_F32_VAL});
     if (key.beta != 0.0f) {
       dnnl::post_ops ops;
       ops.append_sum(key.beta);
@@ -72,16 +85,20 @@ const Primitive& get_primitive(const Key& key) {
     }
     auto p = std::make_unique<Primitive>();
     try {
-      p->pd = dnnl::matmul::primitive_desc(dnnl::matmul::desc(runtime_desc(key.ta), runtime_desc(key.tb), runtime_desc(false)), attr,
-                                           e.engine);
+      p->pd = dnnl::matmul::primitive_desc(
+          dnnl::matmul::desc(runtime_desc(key.ta, key.operands), runtime_desc(key.tb, key.operands),
+                             runtime_desc(false, memory::data_type::f32)),
+          attr, e.engine);
       p->matmul = dnnl::matmul(p->pd);
     } catch (const dnnl::error& err) {
-      e.cache.erase(key);
-      DSV3_FAIL("[gemm] oneDNN cannot create an f32 matmul (", err.what(), ")");
+      DSV3_CHECK(key.operands != memory::data_type::f32, "[gemm] oneDNN cannot create an f32 matmul (", err.what(),
+                 ")");
+      p = std::make_unique<Primitive>();
+      p->supported = false;
     }
     slot = std::move(p);
   }
-  return *slot;
+  return slot->supported ? slot.get() : nullptr;
 }
 
 // Per-thread scratchpad, grown to the largest size seen.
@@ -98,42 +115,130 @@ void* scratchpad(size_t bytes) {
   return data.get();
 }
 
-}  // namespace
+// Per-thread buffers for the bf16 operands (A, then B), grown to the largest size seen.
+uint16_t* operand_buffer(int which, size_t elements) {
+  struct Buffer {
+    std::unique_ptr<uint16_t[], void (*)(void*)> data{nullptr, std::free};
+    size_t capacity = 0;
+  };
+  thread_local Buffer buffers[2];
+  Buffer& b = buffers[which];
+  if (elements > b.capacity) {
+    const size_t bytes = (elements * sizeof(uint16_t) + 4095) / 4096 * 4096;
+    uint16_t* p = static_cast<uint16_t*>(std::aligned_alloc(64, bytes));
+    DSV3_CHECK(p != nullptr, "[gemm] out of memory allocating ", bytes, " bytes for bf16 operands");
+    b.data.reset(p);
+    b.capacity = bytes / sizeof(uint16_t);
+  }
+  return b.data.get();
+}
 
-void gemm(Trans ta, Trans tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
-          const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+bool check_and_handle_trivial(Trans ta, Trans tb, int64_t m, int64_t n, int64_t k, float alpha, int64_t lda,
+                              int64_t ldb, float beta, float* c, int64_t ldc) {
   DSV3_CHECK(m >= 0 && n >= 0 && k >= 0, "[gemm] negative size m=", m, " n=", n, " k=", k);
   DSV3_CHECK(lda >= (ta == Trans::yes ? m : k) && ldb >= (tb == Trans::yes ? k : n) && ldc >= n,
              "[gemm] leading dimensions lda=", lda, " ldb=", ldb, " ldc=", ldc, " too small for m=", m, " n=", n,
              " k=", k);
-  if (m == 0 || n == 0) return;
+  if (m == 0 || n == 0) return true;
   if (k == 0 || alpha == 0.0f) {  // C = beta·C
     for (int64_t i = 0; i < m; ++i)
       for (int64_t j = 0; j < n; ++j) c[i * ldc + j] = beta == 0.0f ? 0.0f : beta * c[i * ldc + j];
-    return;
+    return true;
   }
-  const Key key{ta == Trans::yes, tb == Trans::yes, alpha != 1.0f, beta};
-  const Primitive& p = get_primitive(key);
+  return false;
+}
+
+// C = op(A)·op(B) + beta·C (beta as p was made) with A and B of `type` (f32 or bf16) through p.
+void run_matmul(const Primitive& p, memory::data_type type, Trans ta, Trans tb, int64_t m, int64_t n, int64_t k,
+                const void* a, int64_t lda, const void* b, int64_t ldb, float* c, int64_t ldc) {
   Engine& e = engine();
   thread_local dnnl::stream stream(engine().engine);
-  const memory::desc a_desc({m, k}, memory::data_type::f32,
-                            ta == Trans::yes ? memory::dims{1, lda} : memory::dims{lda, 1});
-  const memory::desc b_desc({k, n}, memory::data_type::f32,
-                            tb == Trans::yes ? memory::dims{1, ldb} : memory::dims{ldb, 1});
+  const memory::desc a_desc({m, k}, type, ta == Trans::yes ? memory::dims{1, lda} : memory::dims{lda, 1});
+  const memory::desc b_desc({k, n}, type, tb == Trans::yes ? memory::dims{1, ldb} : memory::dims{ldb, 1});
   const memory::desc c_desc({m, n}, memory::data_type::f32, memory::dims{ldc, 1});
-  memory a_mem(a_desc, e.engine, const_cast<float*>(a));
-  memory b_mem(b_desc, e.engine, const_cast<float*>(b));
+  memory a_mem(a_desc, e.engine, const_cast<void*>(a));
+  memory b_mem(b_desc, e.engine, const_cast<void*>(b));
   memory c_mem(c_desc, e.engine, c);
   const memory::desc pad_desc = p.pd.scratchpad_desc();
   memory pad(pad_desc, e.engine, scratchpad(pad_desc.get_size() + 64));
   std::unordered_map<int, memory> args{{DNNL_ARG_SRC, a_mem}, {DNNL_ARG_WEIGHTS, b_mem}, {DNNL_ARG_DST, c_mem},
                                        {DNNL_ARG_SCRATCHPAD, pad}};
-  float alpha_value = alpha;
-  if (key.scaled)
-    args.emplace(DNNL_ARG_ATTR_OUTPUT_SCALES,
-                 memory(memory::desc({1}, memory::data_type::f32, memory::dims{1}), e.engine, &alpha_value));
   p.matmul.execute(stream, args);
   stream.wait();
+}
+
+// C = alpha·op(A)·op(B) + beta·C through oneDNN; false when it has no matmul for `type` on this CPU.
+bool matmul(memory::data_type type, Trans ta, Trans tb, int64_t m, int64_t n, int64_t k, float alpha, const void* a,
+            int64_t lda, const void* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+  if (alpha == 1.0f) {
+    const Primitive* p = find_primitive(Key{ta == Trans::yes, tb == Trans::yes, beta, type});
+    if (!p) return false;
+    run_matmul(*p, type, ta, tb, m, n, k, a, lda, b, ldb, c, ldc);
+    return true;
+  }
+  const Primitive* p = find_primitive(Key{ta == Trans::yes, tb == Trans::yes, 0.0f, type});
+  if (!p) return false;
+  if (beta == 0.0f) {  // C = alpha · (A·B)
+    run_matmul(*p, type, ta, tb, m, n, k, a, lda, b, ldb, c, ldc);
+    parallel_for(m, std::max<int64_t>(1, 16384 / n), [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i)
+        for (int64_t j = 0; j < n; ++j) c[i * ldc + j] *= alpha;
+    });
+    return true;
+  }
+  thread_local std::vector<float> product;
+  product.resize(size_t(m * n));
+  run_matmul(*p, type, ta, tb, m, n, k, a, lda, b, ldb, product.data(), n);
+  const float* prod = product.data();
+  parallel_for(m, std::max<int64_t>(1, 16384 / n), [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i)
+      for (int64_t j = 0; j < n; ++j) c[i * ldc + j] = alpha * prod[i * n + j] + beta * c[i * ldc + j];
+  });
+  return true;
+}
+
+// The stored rows × cols of an operand op(X) [rows, cols]: X itself, or its transpose.
+struct Stored {
+  int64_t rows, cols;
+};
+Stored stored_shape(Trans t, int64_t rows, int64_t cols) {
+  return t == Trans::yes ? Stored{cols, rows} : Stored{rows, cols};
+}
+
+}  // namespace
+
+void gemm(Trans ta, Trans tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
+          const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+  if (check_and_handle_trivial(ta, tb, m, n, k, alpha, lda, ldb, beta, c, ldc)) return;
+  matmul(memory::data_type::f32, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+bool has_native_bf16_gemm() {
+  static const bool native = find_primitive(Key{false, false, 0.0f, memory::data_type::bf16}) != nullptr;
+  return native;
+}
+
+void gemm_bf16(Trans ta, Trans tb, int64_t m, int64_t n, int64_t k, float alpha, const uint16_t* a, int64_t lda,
+               const uint16_t* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+  if (check_and_handle_trivial(ta, tb, m, n, k, alpha, lda, ldb, beta, c, ldc)) return;
+  if (matmul(memory::data_type::bf16, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)) return;
+  // No bf16 matmul on this CPU: widen (exactly) and use the f32 one.
+  const Stored sa = stored_shape(ta, m, k), sb = stored_shape(tb, k, n);
+  std::vector<float> wa(size_t(sa.rows * sa.cols)), wb(size_t(sb.rows * sb.cols));
+  bf16_to_f32_2d(a, sa.rows, sa.cols, lda, wa.data());
+  bf16_to_f32_2d(b, sb.rows, sb.cols, ldb, wb.data());
+  gemm(ta, tb, m, n, k, alpha, wa.data(), sa.cols, wb.data(), sb.cols, beta, c, ldc);
+}
+
+void gemm_bf16(Trans ta, Trans tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
+               const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+  if (check_and_handle_trivial(ta, tb, m, n, k, alpha, lda, ldb, beta, c, ldc)) return;
+  const Stored sa = stored_shape(ta, m, k), sb = stored_shape(tb, k, n);
+  uint16_t* ra = operand_buffer(0, size_t(sa.rows * sa.cols));
+  uint16_t* rb = operand_buffer(1, size_t(sb.rows * sb.cols));
+  f32_to_bf16_2d(a, sa.rows, sa.cols, lda, ra);
+  f32_to_bf16_2d(b, sb.rows, sb.cols, ldb, rb);
+  gemm_bf16(ta, tb, m, n, k, alpha, ra, sa.cols, rb, sb.cols, beta, c, ldc);
 }
 
 }  // namespace dsv3

@@ -3,6 +3,7 @@
 // element at a time, so results do not depend on the thread count.
 #include <vector>
 
+#include "core/dtype.h"
 #include "core/error.h"
 #include "core/parallel.h"
 #include "ops/gemm.h"
@@ -53,6 +54,22 @@ namespace reference {
 void gemm(Trans ta, Trans tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
           const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
   scalar_gemm<float>(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+void gemm_bf16(Trans ta, Trans tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
+               const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+  check_args<float>(m, n, k, ta, tb, lda, ldb, ldc);
+  // Round the stored operands (packed, same orientation) and multiply them exactly as the f32 twin does.
+  const auto rounded = [](const float* x, int64_t rows, int64_t cols, int64_t ld) {
+    std::vector<float> r(size_t(rows * cols));
+    for (int64_t i = 0; i < rows; ++i)
+      for (int64_t j = 0; j < cols; ++j) r[size_t(i * cols + j)] = bf16_to_f32(f32_to_bf16(x[i * ld + j]));
+    return r;
+  };
+  const int64_t a_rows = ta == Trans::yes ? k : m, a_cols = ta == Trans::yes ? m : k;
+  const int64_t b_rows = tb == Trans::yes ? n : k, b_cols = tb == Trans::yes ? k : n;
+  const std::vector<float> ra = rounded(a, a_rows, a_cols, lda), rb = rounded(b, b_rows, b_cols, ldb);
+  scalar_gemm<float>(ta, tb, m, n, k, alpha, ra.data(), a_cols, rb.data(), b_cols, beta, c, ldc);
 }
 }  // namespace reference
 

@@ -1,5 +1,7 @@
 #include "ops/ops.h"
 
+#include "core/dtype.h"
+
 #include <cmath>
 #include <limits>
 
@@ -20,6 +22,32 @@ void silu_mul(const float* gate, const float* up, float* out, int64_t n) {
   for (int64_t i = 0; i < n; ++i) {
     const double g = gate[i];
     out[i] = float(g / (1.0 + std::exp(-g)) * up[i]);
+  }
+}
+
+void silu_mul_backward(const float* gate, const float* up, const float* dh, float* dgate, float* dup, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    const double g = gate[i], s = 1.0 / (1.0 + std::exp(-g)), d = dh[i], u = up[i];
+    dgate[i] = float(d * u * s * (1.0 + g * (1.0 - s)));
+    dup[i] = float(d * g * s);
+  }
+}
+
+void rmsnorm_backward(const float* x, int64_t ldx, const float* weight, const float* dy, int64_t ldy, int64_t rows,
+                      int64_t dim, float eps, float* dx, int64_t lddx, float* dweight) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* xr = x + r * ldx;
+    const float* dyr = dy + r * ldy;
+    double sum_sq = 0, gx = 0;
+    for (int64_t i = 0; i < dim; ++i) {
+      sum_sq += double(xr[i]) * xr[i];
+      gx += double(dyr[i]) * weight[i] * xr[i];
+    }
+    const double inv = 1.0 / std::sqrt(sum_sq / double(dim) + double(eps));
+    for (int64_t i = 0; i < dim; ++i) {
+      if (dx) dx[r * lddx + i] += float(inv * dyr[i] * weight[i] - xr[i] * inv * inv * inv * gx / double(dim));
+      dweight[i] += float(double(dyr[i]) * xr[i] * inv);
+    }
   }
 }
 
@@ -47,6 +75,16 @@ float dot_f32(const float* a, const float* b, int64_t n) {
 
 void axpy(float a, const float* x, float* y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] += a * x[i];
+}
+
+void f32_to_bf16_2d(const float* x, int64_t rows, int64_t cols, int64_t ld, uint16_t* out) {
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < cols; ++c) out[r * cols + c] = f32_to_bf16(x[r * ld + c]);
+}
+
+void bf16_to_f32_2d(const uint16_t* x, int64_t rows, int64_t cols, int64_t ld, float* out) {
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < cols; ++c) out[r * cols + c] = bf16_to_f32(x[r * ld + c]);
 }
 
 }  // namespace dsv3::reference
