@@ -59,7 +59,7 @@ TrainRunOptions options_from_args(const TrainArgs& a, CLI::App* cmd) {
   o.grad_accum = a.grad_accum;
   o.steps = a.steps;
   o.seed = a.seed;
-  o.precision = parse_train_precision(a.precision);
+  o.precision = parse_compute_precision(a.precision);
   o.schedule = LrSchedule::deepseek_v3(o.steps, a.lr > 0 ? a.lr : default_lr);
   if (a.final_lr >= 0) o.schedule.final_lr = a.final_lr;
   if (a.warmup >= 0) o.schedule.warmup_steps = a.warmup;
@@ -125,7 +125,7 @@ int run_train(const TrainArgs& a, CLI::App* cmd) {
                (long long)o.seq_len, (long long)o.grad_accum, (long long)o.steps, o.schedule.peak,
                (long long)o.schedule.warmup_steps, (long long)o.schedule.decay_start, (long long)o.schedule.decay_end,
                balance_mode_name(o.balance), (long long)resolve_mtp_depth(o.config, o.step_options()),
-               train_precision_name(o.precision), num_threads());
+               compute_precision_name(o.precision), num_threads());
 
   std::signal(SIGINT, on_interrupt);
   std::signal(SIGTERM, on_interrupt);
