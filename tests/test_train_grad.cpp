@@ -237,9 +237,8 @@ struct ParamsAndGrads {
   TrainParams<double> grads;
 };
 
-void check_mla(const ModelConfig& c) {
+void check_mla(const ModelConfig& c, SeqShape shape = {2, 5}) {
   ParamsAndGrads pg(c, 30);
-  const SeqShape shape{2, 5};
   const int64_t n = shape.rows(), H = c.hidden_size;
   const RopeTable rope = make_rope_table(c, shape.seq);
   const AttentionContext ctx{shape, &rope, attention_softmax_scale(c)};
@@ -261,6 +260,9 @@ void check_mla(const ModelConfig& c) {
 
 TEST(TrainGradMla, QLoraYarn) { check_mla(v3_grad_config()); }
 TEST(TrainGradMla, PlainQProj) { check_mla(v2_grad_config()); }
+// Longer than the attention core's 128-row query blocks: blocks above the diagonal are skipped and the
+// key gradients are summed over three blocks.
+TEST(TrainGradMla, SeveralQueryBlocks) { check_mla(v3_grad_config(), SeqShape{1, 300}); }
 
 TEST(TrainGradMla, CausalAndSequencesIndependent) {
   // Output rows of sequence 0 do not depend on sequence 1, nor on later positions.

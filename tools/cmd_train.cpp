@@ -27,7 +27,7 @@ extern "C" void on_interrupt(int) { g_stop.store(true); }
 
 struct TrainArgs {
   std::string preset, config, data, out, metrics, resume, init, tokenizer;
-  std::string balance = "aux-free", precision = "f32", moments = "f32";
+  std::string balance = "aux-free", precision = "bf16", moments = "f32";
   int64_t steps = 0, batch_size = 0, seq_len = 0, grad_accum = 1;
   uint64_t seed = 1;
   double lr = 0, final_lr = -1;

@@ -90,32 +90,85 @@ void for_items(int64_t n, Fn&& fn) {
   });
 }
 
-// P = causal softmax(scale · Q Kᵀ) for one sequence and head, [seq, seq] with zeros above the diagonal.
-template <typename T>
-void attention_probs(ComputePrecision precision, const KeptOperand<T>& q, const KeptOperand<T>& k, int64_t seq,
-                     int64_t qk, double scale, T* p) {
-  kept_gemm(precision, Trans::no, Trans::yes, seq, seq, qk, T(scale), q, k, T(0), p, seq);
-  for (int64_t i = 0; i < seq; ++i) {
-    softmax_row(p + i * seq, i + 1);
-    std::fill(p + i * seq + i + 1, p + (i + 1) * seq, T(0));
-  }
-}
+// The causal attention core of one sequence and head, in blocks of query rows: block [r0, r1) attends to
+// keys [0, r1), so the blocks above the diagonal are never computed (about 5/8 of the full square at
+// 4 blocks). Buffers hold one block: [kQueryBlock, seq].
+constexpr int64_t kQueryBlock = 128;
 
-// A seq × seq matrix of one attention item as a kept-GEMM operand, rounded once into per-thread buffer
-// `slot` when the step's kept GEMMs run in bf16 (dS and P each feed two GEMMs in the backward pass).
+// A [rows, cols] block (row stride ld) as a kept-GEMM operand, rounded into per-thread buffer `slot` when
+// the step's kept GEMMs run in bf16 (P and dS each feed two GEMMs in the backward pass).
 template <typename T>
-KeptOperand<T> rounded_item(ComputePrecision precision, const T* x, int64_t seq, int slot) {
-  KeptOperand<T> op{x, seq};
+KeptOperand<T> rounded_block(ComputePrecision precision, const T* x, int64_t rows, int64_t cols, int64_t ld, int slot) {
+  KeptOperand<T> op{x, ld};
   if constexpr (std::is_same_v<T, float>) {
     if (precision != ComputePrecision::f32) {
       thread_local std::vector<uint16_t> buffers[2];
       std::vector<uint16_t>& buffer = buffers[slot];
-      buffer.resize(size_t(seq * seq));
-      f32_to_bf16_2d(x, seq, seq, seq, buffer.data());
+      buffer.resize(size_t(rows * cols));
+      f32_to_bf16_2d(x, rows, cols, ld, buffer.data());
       op.bf16 = buffer.data();
+      op.ld = cols;
     }
   }
   return op;
+}
+
+// P[i, 0..r1) = causal softmax(scale · q_i · K[0..r1)ᵀ) for query rows i in [r0, r1), row i - r0 of p
+// (stride seq); entries above the diagonal are zero.
+template <typename T>
+void block_probs(ComputePrecision precision, const KeptOperand<T>& q, const KeptOperand<T>& k, int64_t r0, int64_t r1,
+                 int64_t seq, int64_t qk, double scale, T* p) {
+  kept_gemm(precision, Trans::no, Trans::yes, r1 - r0, r1, qk, T(scale), q.at(r0 * q.ld), k, T(0), p, seq);
+  for (int64_t i = r0; i < r1; ++i) {
+    T* row = p + (i - r0) * seq;
+    softmax_row(row, i + 1);
+    std::fill(row + i + 1, row + r1, T(0));
+  }
+}
+
+// o[0..seq) = P · V for one item (o has stride ldo).
+template <typename T>
+void attention_item_forward(ComputePrecision precision, const KeptOperand<T>& q, const KeptOperand<T>& k,
+                            const KeptOperand<T>& v, int64_t seq, int64_t qk, int64_t dv, double scale, T* p, T* o,
+                            int64_t ldo) {
+  for (int64_t r0 = 0; r0 < seq; r0 += kQueryBlock) {
+    const int64_t r1 = std::min(seq, r0 + kQueryBlock);
+    block_probs(precision, q, k, r0, r1, seq, qk, scale, p);
+    kept_gemm(precision, Trans::no, Trans::no, r1 - r0, dv, r1, T(1), rounded_block(precision, p, r1 - r0, r1, seq, 0),
+              v, T(0), o + r0 * ldo, ldo);
+  }
+}
+
+// The gradients of one item: dq written, dk and dv written (summed over the query blocks in order).
+//   dP = dO · Vᵀ;  dS = P ⊙ (dP − rowsum(dO ⊙ O))  (the softmax Jacobian: rowsum(P ⊙ dP) = dO·O)
+//   dQ = scale · dS · K;  dK = scale · dSᵀ · Q;  dV = Pᵀ · dO
+template <typename T>
+void attention_item_backward(ComputePrecision precision, const KeptOperand<T>& q, const KeptOperand<T>& k,
+                             const KeptOperand<T>& v, const KeptOperand<T>& d_o, const T* o, int64_t ldo, int64_t seq,
+                             int64_t qk, int64_t dv, double scale, T* p, T* ds, T* dq, T* dk, int64_t ldqk, T* dvv,
+                             int64_t ldv) {
+  for (int64_t r0 = 0; r0 < seq; r0 += kQueryBlock) {
+    const int64_t r1 = std::min(seq, r0 + kQueryBlock), rows = r1 - r0;
+    block_probs(precision, q, k, r0, r1, seq, qk, scale, p);
+    kept_gemm(precision, Trans::no, Trans::yes, rows, r1, dv, T(1), d_o.at(r0 * d_o.ld), v, T(0), ds, seq);
+    for (int64_t i = r0; i < r1; ++i) {
+      const T row_dot = dot(d_o.values + i * d_o.ld, o + i * ldo, dv);
+      T* dsi = ds + (i - r0) * seq;
+      const T* pi = p + (i - r0) * seq;
+      for (int64_t j = 0; j <= i; ++j) dsi[j] = pi[j] * (dsi[j] - row_dot);
+      std::fill(dsi + i + 1, dsi + r1, T(0));
+    }
+    const KeptOperand<T> dsm = rounded_block(precision, ds, rows, r1, seq, 0);
+    const KeptOperand<T> pm = rounded_block(precision, p, rows, r1, seq, 1);
+    const T beta = r0 == 0 ? T(0) : T(1);  // rows [0, r0) of dk and dv hold earlier blocks' sums
+    kept_gemm(precision, Trans::no, Trans::no, rows, qk, r1, T(scale), dsm, k, T(0), dq + r0 * ldqk, ldqk);
+    kept_gemm(precision, Trans::yes, Trans::no, r0, qk, rows, T(scale), dsm, q.at(r0 * q.ld), beta, dk, ldqk);
+    kept_gemm(precision, Trans::yes, Trans::no, rows, qk, rows, T(scale), dsm.at(r0), q.at(r0 * q.ld), T(0),
+              dk + r0 * ldqk, ldqk);
+    kept_gemm(precision, Trans::yes, Trans::no, r0, dv, rows, T(1), pm, d_o.at(r0 * d_o.ld), beta, dvv, ldv);
+    kept_gemm(precision, Trans::yes, Trans::no, rows, dv, rows, T(1), pm.at(r0), d_o.at(r0 * d_o.ld), T(0),
+              dvv + r0 * ldv, ldv);
+  }
 }
 
 }  // namespace
@@ -138,7 +191,7 @@ void mla_forward(const ModelConfig& c, const AttnParams<T>& w, const AttentionCo
   const Projected<T> p = project(c, d, w, ctx, x, saved, ws);
 
   // Attention core per sequence and head; q, k and v are rounded once here when the GEMMs run in bf16.
-  T* probs = ws.take(int64_t(num_threads()) * seq * seq);
+  T* probs = ws.take(int64_t(num_threads()) * kQueryBlock * seq);
   const ComputePrecision precision = ws.precision();
   const KeptOperand<T> q_all{p.q, d.q_width, round_for_kept_gemms(ws, p.q, n, d.q_width)};
   const KeptOperand<T> k_all{p.k, d.q_width, round_for_kept_gemms(ws, p.k, n, d.q_width)};
@@ -146,13 +199,11 @@ void mla_forward(const ModelConfig& c, const AttnParams<T>& w, const AttentionCo
   DSV3_ZONE("mla.core.forward");
   for_items(ctx.shape.batch * d.heads, [&](int64_t item, int thread) {
     const int64_t b = item / d.heads, h = item % d.heads;
-    T* pr = probs + int64_t(thread) * seq * seq;
     const int64_t row0 = b * seq;
-    attention_probs(precision, q_all.at(row0 * d.q_width + h * d.qk), k_all.at(row0 * d.q_width + h * d.qk), seq, d.qk,
-                    ctx.softmax_scale, pr);
-    kept_gemm(precision, Trans::no, Trans::no, seq, d.v, seq, T(1), KeptOperand<T>{pr, seq},
-              kvb_all.at(row0 * d.kvb_width + h * (d.nope + d.v) + d.nope), T(0), saved.o + row0 * d.o_width + h * d.v,
-              d.o_width);
+    attention_item_forward(precision, q_all.at(row0 * d.q_width + h * d.qk), k_all.at(row0 * d.q_width + h * d.qk),
+                           kvb_all.at(row0 * d.kvb_width + h * (d.nope + d.v) + d.nope), seq, d.qk, d.v,
+                           ctx.softmax_scale, probs + int64_t(thread) * kQueryBlock * seq,
+                           saved.o + row0 * d.o_width + h * d.v, d.o_width);
   });
   linear_forward(ws, saved.o, w.o_proj, n, d.o_width, d.hidden, out);
 }
@@ -176,7 +227,7 @@ void mla_backward(const ModelConfig& c, const AttnParams<T>& w, const AttnParams
   T* dq = ws.take(n * d.q_width);
   T* dk = ws.take(n * d.q_width);
   T* dkvb = ws.take(n * d.kvb_width);
-  T* buffers = ws.take(int64_t(num_threads()) * 2 * seq * seq);
+  T* buffers = ws.take(int64_t(num_threads()) * 2 * kQueryBlock * seq);
   const ComputePrecision precision = ws.precision();
   const KeptOperand<T> q_all{p.q, d.q_width, round_for_kept_gemms(ws, p.q, n, d.q_width)};
   const KeptOperand<T> k_all{p.k, d.q_width, round_for_kept_gemms(ws, p.k, n, d.q_width)};
@@ -186,30 +237,13 @@ void mla_backward(const ModelConfig& c, const AttnParams<T>& w, const AttnParams
     DSV3_ZONE("mla.core.backward");
     for_items(ctx.shape.batch * d.heads, [&](int64_t item, int thread) {
       const int64_t b = item / d.heads, h = item % d.heads, row0 = b * seq;
-      T* pr = buffers + int64_t(thread) * 2 * seq * seq;
-      T* ds = pr + seq * seq;
-      const KeptOperand<T> q = q_all.at(row0 * d.q_width + h * d.qk), k = k_all.at(row0 * d.q_width + h * d.qk);
-      const KeptOperand<T> v = kvb_all.at(row0 * d.kvb_width + h * (d.nope + d.v) + d.nope);
-      const KeptOperand<T> dob = d_o_all.at(row0 * d.o_width + h * d.v);
-      const T* o = saved.o + row0 * d.o_width + h * d.v;
-      attention_probs(precision, q, k, seq, d.qk, ctx.softmax_scale, pr);
-      // dP = dO · Vᵀ;  dS = P ⊙ (dP − rowsum(dO ⊙ O))  (the softmax Jacobian; rowsum(P ⊙ dP) = dO·O).
-      kept_gemm(precision, Trans::no, Trans::yes, seq, seq, d.v, T(1), dob, v, T(0), ds, seq);
-      for (int64_t i = 0; i < seq; ++i) {
-        const T row_dot = dot(dob.values + i * d.o_width, o + i * d.o_width, d.v);
-        T* dsi = ds + i * seq;
-        const T* pi = pr + i * seq;
-        for (int64_t j = 0; j <= i; ++j) dsi[j] = pi[j] * (dsi[j] - row_dot);
-        std::fill(dsi + i + 1, dsi + seq, T(0));
-      }
-      const T scale = T(ctx.softmax_scale);
-      const KeptOperand<T> dsm = rounded_item(precision, ds, seq, 0), pm = rounded_item(precision, pr, seq, 1);
-      kept_gemm(precision, Trans::no, Trans::no, seq, d.qk, seq, scale, dsm, k, T(0), dq + row0 * d.q_width + h * d.qk,
-                d.q_width);
-      kept_gemm(precision, Trans::yes, Trans::no, seq, d.qk, seq, scale, dsm, q, T(0), dk + row0 * d.q_width + h * d.qk,
-                d.q_width);
-      kept_gemm(precision, Trans::yes, Trans::no, seq, d.v, seq, T(1), pm, dob, T(0),
-                dkvb + row0 * d.kvb_width + h * (d.nope + d.v) + d.nope, d.kvb_width);
+      T* pr = buffers + int64_t(thread) * 2 * kQueryBlock * seq;
+      attention_item_backward(precision, q_all.at(row0 * d.q_width + h * d.qk), k_all.at(row0 * d.q_width + h * d.qk),
+                              kvb_all.at(row0 * d.kvb_width + h * (d.nope + d.v) + d.nope),
+                              d_o_all.at(row0 * d.o_width + h * d.v), saved.o + row0 * d.o_width + h * d.v, d.o_width,
+                              seq, d.qk, d.v, ctx.softmax_scale, pr, pr + kQueryBlock * seq,
+                              dq + row0 * d.q_width + h * d.qk, dk + row0 * d.q_width + h * d.qk, d.q_width,
+                              dkvb + row0 * d.kvb_width + h * (d.nope + d.v) + d.nope, d.kvb_width);
     });
   }
 
