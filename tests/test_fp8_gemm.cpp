@@ -364,3 +364,44 @@ TEST(Fp8Gemm, NarrowAccumulatorAtK4096) {
   EXPECT_LT(run(0, 16).max_rel, narrow.max_rel);
   EXPECT_GT(run(0, 12).max_rel, narrow.max_rel);
 }
+
+// The training GEMM on the bf16 matmul: every layout of the three linear-layer GEMMs, partial runs of
+// k, accumulation, and pre-decoded operands, all within the FP32-promotion error bound.
+TEST(Fp8GemmByRuns, WithinTheBoundForEveryLayout) {
+  struct Case {
+    int64_t m, n, k;
+    Fp8Tiling ta, tb;
+    bool a_transposed, b_transposed;
+  };
+  const Case cases[] = {
+      {33, 70, 300, Fp8Tiling::tile_1x128, Fp8Tiling::block_128x128, false, false},   // Fprop
+      {33, 70, 300, Fp8Tiling::tile_1x128, Fp8Tiling::block_128x128, false, true},    // Dgrad
+      {70, 50, 300, Fp8Tiling::tile_128x1, Fp8Tiling::tile_128x1, true, true},        // Wgrad
+      {256, 128, 512, Fp8Tiling::tile_1x128, Fp8Tiling::block_128x128, false, false},
+  };
+  uint32_t seed = 40;
+  for (const Case& t : cases) {
+    for (bool accumulate : {false, true}) {
+      const Operand a = random_operand(t.m, t.k, Fp8Format::e4m3, t.ta, t.a_transposed, seed++);
+      const Operand b = random_operand(t.n, t.k, Fp8Format::e4m3, t.tb, t.b_transposed, seed++);
+      std::vector<float> c0 = random_normal(t.m * t.n, seed++, 3.0f), c = c0, c2 = c0;
+      Fp8GemmOptions options;
+      options.accumulate = accumulate;
+      fp8_gemm_by_runs(a.op, b.op, c.data(), options);
+      // Pre-decoded operands give the same bits.
+      std::vector<uint16_t> ad(a.op.matrix.rows * a.op.matrix.cols), bd(b.op.matrix.rows * b.op.matrix.cols);
+      fp8_to_bf16(a.op.matrix.data, int64_t(ad.size()), Fp8Format::e4m3, ad.data());
+      fp8_to_bf16(b.op.matrix.data, int64_t(bd.size()), Fp8Format::e4m3, bd.data());
+      fp8_gemm_by_runs(a.op, b.op, c2.data(), options, ad.data(), bd.data());
+      std::vector<double> exact, abs_dot;
+      exact_gemm(a.op, b.op, exact, abs_dot);
+      for (size_t i = 0; i < c.size(); ++i) {
+        const double base = accumulate ? c0[i] : 0.0;
+        ASSERT_LE(std::fabs(double(c[i]) - (base + exact[i])),
+                  fp8_gemm_error_bound(t.k, abs_dot[i] + std::fabs(base)) + 1e-6 * std::fabs(base))
+            << t.m << "x" << t.n << "x" << t.k << " i " << i;
+        ASSERT_EQ(f32_to_bits(c[i]), f32_to_bits(c2[i])) << i;
+      }
+    }
+  }
+}

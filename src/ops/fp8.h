@@ -128,6 +128,18 @@ void fp8_gemm(const Fp8Operand& a, const Fp8Operand& b, float* c, const Fp8GemmO
 // The checks fp8_gemm makes; throws dsv3::Error naming the first problem.
 void validate_fp8_gemm(const Fp8Operand& a, const Fp8Operand& b, const float* c, const Fp8GemmOptions& options);
 
+// The same product on the machine's bf16 matmul (AMX / AVX512-BF16 through oneDNN), for training where
+// speed matters more than bit-exactness: each 128-run of k is one bf16 GEMM (FP8 values are exact in bf16
+// and their products exact in f32, so the matmul's f32 sum is the run's partial sum, in its own order),
+// then promoted into C with the run's scales, C = fma(partial, sA·sB, C). Within fp8_gemm_error_bound;
+// deterministic for a given thread count. Default accumulation only. a_bf16 / b_bf16 (optional) are
+// the operands' codes already decoded to bf16 in the matrices' layout. Falls back to fp8_gemm on CPUs
+// without a bf16 matmul.
+void fp8_gemm_by_runs(const Fp8Operand& a, const Fp8Operand& b, float* c, const Fp8GemmOptions& options = {},
+                      const uint16_t* a_bf16 = nullptr, const uint16_t* b_bf16 = nullptr);
+// codes [rows, cols] of `format` -> their exact bf16 values (threaded over rows).
+void fp8_to_bf16(const uint8_t* q, int64_t n, Fp8Format format, uint16_t* out);
+
 // Name of the kernel fp8_gemm uses for the default accumulation on this build: "avx512_bf16",
 // "avx512_fma", "avx2_fma" or "scalar". The f32-FMA kernels and "scalar" sum products in k order and
 // are bit-exact with reference::fp8_gemm; avx512_bf16 (vdpbf16ps) adds products in pairs.

@@ -11,6 +11,7 @@
 #include "core/profiler.h"
 #include "model/rope.h"
 #include "ops/gemm.h"
+#include "train/fp8_linear.h"
 #include "ops/ops.h"
 
 namespace dsv3 {
@@ -108,10 +109,6 @@ Bf16Operand bf16_operand(Workspace<float>& ws, const float* x, int64_t rows, int
   return {out, cols};
 }
 
-void check_precision(ComputePrecision p) {
-  DSV3_CHECK(p != ComputePrecision::fp8, "[train] fp8 linear layers are not available in this build");
-}
-
 
 // dx (+)= dy · W when dx, dW += dyᵀ · x when dw; dy is rounded once for both in bf16 steps.
 template <typename T>
@@ -120,7 +117,17 @@ void linear_backward_impl(Workspace<T>& ws, const T* x, const T* w, const T* dy,
   const ComputePrecision p = gemm_precision(ws.precision(), kind);
   if constexpr (std::is_same_v<T, float>) {
     if (p != ComputePrecision::f32) {
-      check_precision(p);
+      if (p == ComputePrecision::fp8) {
+        if (dx) {
+          DSV3_ZONE("linear.dgrad");
+          fp8_linear_dgrad(ws, dy, w, n, in, out, dx, accumulate);
+        }
+        if (dw) {
+          DSV3_ZONE("linear.wgrad");
+          fp8_linear_wgrad(ws, x, dy, n, in, out, dw);
+        }
+        return;
+      }
       typename Workspace<T>::Scope scope(ws);
       const Bf16Operand g = bf16_operand(ws, dy, n, out, out);
       if (dx) {
@@ -155,7 +162,10 @@ void linear_forward(Workspace<T>& ws, const T* x, const T* w, int64_t n, int64_t
   const ComputePrecision p = gemm_precision(ws.precision(), kind);
   if constexpr (std::is_same_v<T, float>) {
     if (p != ComputePrecision::f32) {
-      check_precision(p);
+      if (p == ComputePrecision::fp8) {
+        fp8_linear_forward(ws, x, w, n, in, out, y);
+        return;
+      }
       typename Workspace<T>::Scope scope(ws);
       const Bf16Operand a = bf16_operand(ws, x, n, in, in), b = bf16_operand(ws, w, out, in, in);
       gemm_bf16(Trans::no, Trans::yes, n, out, in, 1.0f, a.data, a.ld, b.data, b.ld, 0.0f, y, out);

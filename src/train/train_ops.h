@@ -25,6 +25,8 @@
 
 namespace dsv3 {
 
+class Fp8Weights;  // train/fp8_linear.h
+
 struct SeqShape {
   int64_t batch = 0;  // sequences
   int64_t seq = 0;    // tokens per sequence
@@ -77,6 +79,9 @@ class Workspace {
   const uint16_t* bf16_weight(const T* w) const {
     return weights_bf16_ && w >= weights_ && w < weights_ + weights_size_ ? weights_bf16_ + (w - weights_) : nullptr;
   }
+  // The step's FP8 projection weights (fp8 steps; null otherwise).
+  void set_fp8_weights(const Fp8Weights* weights) { fp8_weights_ = weights; }
+  const Fp8Weights* fp8_weights() const { return fp8_weights_; }
   // n bf16 values of scratch (released with the enclosing Scope).
   uint16_t* take_bf16(int64_t n) { return reinterpret_cast<uint16_t*>(take((n * 2 + sizeof(T) - 1) / sizeof(T))); }
 
@@ -108,6 +113,7 @@ class Workspace {
   const T* weights_ = nullptr;
   int64_t weights_size_ = 0;
   const uint16_t* weights_bf16_ = nullptr;
+  const Fp8Weights* fp8_weights_ = nullptr;
 };
 
 // ---- linear: y[n, out] = x[n, in] · Wᵀ, W [out, in] (Hugging Face layout) ----

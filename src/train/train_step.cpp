@@ -8,6 +8,7 @@
 #include "core/error.h"
 #include "core/parallel.h"
 #include "ops/ops.h"
+#include "train/fp8_linear.h"
 #include "train/loss_train.h"
 #include "train/mtp_train.h"
 
@@ -232,6 +233,12 @@ StepStats run_step(TrainParams<T>& params, TrainParams<T>* grads, TrainActivatio
       f32_to_bf16_2d(params.data(), full, kRow, kRow, a.weights_bf16.data());
       if (tail > 0) f32_to_bf16_2d(params.data() + full * kRow, 1, tail, tail, a.weights_bf16.data() + full * kRow);
       ws.set_bf16_weights(params.data(), params.size(), a.weights_bf16.data());
+    }
+    ws.set_fp8_weights(nullptr);
+    if (o.precision == ComputePrecision::fp8) {  // quantized once per step from the FP32 master weights
+      if (!a.fp8_weights) a.fp8_weights = std::make_shared<Fp8Weights>();
+      a.fp8_weights->refresh(params);
+      ws.set_fp8_weights(a.fp8_weights.get());
     }
   }
 

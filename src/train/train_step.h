@@ -21,6 +21,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "model/config.h"
@@ -87,6 +88,7 @@ class TrainActivations {
   RopeTable rope;
   Workspace<T> ws;
   std::vector<uint16_t> weights_bf16;  // the parameters rounded to bf16 at the start of a bf16/fp8 step
+  std::shared_ptr<Fp8Weights> fp8_weights;  // the projection weights in FP8, made at the start of an fp8 step
 
  private:
   ModelConfig config_;
