@@ -5,6 +5,7 @@
 #include "commands.h"
 #include "core/error.h"
 #include "plot/training_plots.h"
+#include "plot/training_summary.h"
 
 namespace dsv3::cli {
 
@@ -23,7 +24,8 @@ Runner add_plot(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand(
       "plot", "Draw PNG charts of training metrics files (dsv3 train --metrics): loss.png (train and val loss), "
               "max_vio.png (expert load imbalance), lr.png (learning rate) and expert_load_<label>.png (load "
-              "of every expert per MoE layer over the steps)");
+              "of every expert per MoE layer over the steps), plus summary.md: a table of each run's final and "
+              "best val loss, late train loss, MaxVio and tokens/s");
   cmd->add_option("--metrics", a->metrics,
                   "Metrics file (JSON Lines, one object per step); repeat to compare runs in one chart")
       ->required();
@@ -47,6 +49,18 @@ Runner add_plot(CLI::App& app) {
     options.smooth = a->smooth;
     options.title = a->title;
     for (const std::string& path : plot::write_training_plots(runs, options)) std::printf("%s\n", path.c_str());
+    // The figures behind the charts, as a Markdown table (also written to OUT/summary.md).
+    std::vector<TrainingRunSummary> summaries;
+    for (size_t i = 0; i < runs.size(); ++i)
+      summaries.push_back(summarize_training_run(
+          runs[i], a->labels.empty() ? plot::default_run_label(a->metrics[i]) : a->labels[i]));
+    const std::string table = training_summary_table(summaries);
+    const std::string summary_path = a->out_dir + "/summary.md";
+    std::FILE* f = std::fopen(summary_path.c_str(), "w");
+    DSV3_CHECK(f != nullptr, "[plot] cannot write ", summary_path);
+    std::fputs(table.c_str(), f);
+    std::fclose(f);
+    std::printf("%s\n%s", summary_path.c_str(), table.c_str());
     return 0;
   };
 }

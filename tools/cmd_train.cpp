@@ -34,7 +34,7 @@ struct TrainArgs {
   int64_t warmup = -1, decay_start = -1, decay_end = -1;
   double weight_decay = 0.1, clip = 1.0, init_std = 0.006;
   double bias_gamma = 0.001, balance_alpha = -1, mtp_lambda = 0.3;
-  int64_t mtp_depth = -1, eval_every = -1, eval_sequences = 64, save_every = 0, log_every = 0;
+  int64_t mtp_depth = -1, eval_every = -1, eval_sequences = 64, save_every = 0, log_every = 0, stop_at = 0;
   bool quiet = false;
 };
 
@@ -134,8 +134,10 @@ int run_train(const TrainArgs& a, CLI::App* cmd) {
   const int64_t log_every = a.log_every > 0 ? a.log_every : std::max<int64_t>(1, (o.steps - first_step) / 20);
   double last_val = NAN, tokens_per_s_sum = 0, max_vio_sum = 0;
   int64_t steps_run = 0;
+  std::atomic<bool>& stop = g_stop;
   trainer->run(
       [&](const StepRecord& r) {
+        if (a.stop_at > 0 && r.step >= a.stop_at) stop.store(true);
         if (r.val_loss) last_val = *r.val_loss;
         tokens_per_s_sum += r.tokens_per_s;
         max_vio_sum += r.max_vio;
@@ -150,9 +152,10 @@ int run_train(const TrainArgs& a, CLI::App* cmd) {
   bar.finish();
   std::signal(SIGINT, SIG_DFL);
   std::signal(SIGTERM, SIG_DFL);
-  if (g_stop.load())
-    std::fprintf(stderr, "[train] interrupted at step %lld; checkpoint saved: continue with --resume %s\n",
-                 (long long)trainer->step(), paths.out_dir.c_str());
+  const bool stopped_early = trainer->step() < o.steps;
+  if (stopped_early)
+    std::fprintf(stderr, "[train] stopped at step %lld of %lld; checkpoint saved: continue with --resume %s\n",
+                 (long long)trainer->step(), (long long)o.steps, paths.out_dir.c_str());
   if (steps_run > 0) {
     std::printf("step %lld: val loss %.4f (perplexity %.1f), mean %s tokens/s, mean MaxVio %.3f\n",
                 (long long)trainer->step(), last_val, std::exp(last_val),
@@ -160,7 +163,7 @@ int run_train(const TrainArgs& a, CLI::App* cmd) {
   }
   std::printf("checkpoint: %s (dsv3 generate --model %s)\nmetrics: %s (dsv3 plot --metrics %s --out DIR)\n",
               paths.out_dir.c_str(), paths.out_dir.c_str(), paths.metrics_path.c_str(), paths.metrics_path.c_str());
-  return g_stop.load() ? 130 : 0;
+  return stopped_early && !(a.stop_at > 0 && trainer->step() >= a.stop_at) ? 130 : 0;
 }
 
 }  // namespace
@@ -214,6 +217,9 @@ Runner add_train(CLI::App& app) {
   cmd->add_option("--eval-sequences", a->eval_sequences, "Validation sequences per evaluation")->capture_default_str();
   cmd->add_option("--save-every", a->save_every, "Steps between checkpoints (always at the end; 0: end only)")
       ->capture_default_str();
+  cmd->add_option("--stop-at", a->stop_at, "Save and stop when the run reaches this step (its LR schedule stays "
+                                           "that of --steps); continue it later with --resume")
+      ->check(CLI::PositiveNumber);
   cmd->add_option("--log-every", a->log_every, "When stderr is not a terminal: steps between log lines");
   cmd->add_flag("--quiet", a->quiet, "No progress display");
   return [a, cmd] { return run_train(*a, cmd); };
