@@ -1,5 +1,6 @@
 // Whole-model benchmark: decode at batch 1 and prefill of a 512-token prompt on a DeepSeek-V3-shaped
-// random model (preset v3-1.5g, ~1.5 GB in BF16) and its FP8 twin, reported as tokens/s and as fractions
+// random model (preset v3-1.5g, ~1.5 GB in BF16) and its FP8 twin (with bf16 activations, and with
+// activations quantized to FP8 on the fly), reported as tokens/s and as fractions
 // of this machine's own measured peaks:
 //   decode:  weight bytes read per token × tokens/s  /  measured read bandwidth
 // Each timed run is paired with a peak measurement taken just before it (the machines are shared and
@@ -148,14 +149,23 @@ int main(int argc, char** argv) {
     std::fflush(stdout);
 
     const ModelConfig config = preset_config(preset);
-    for (const bool fp8 : {false, true}) {
+    // BF16 weights; FP8 weights with bf16 activations (weights dequantized in the kernels); FP8 weights
+    // with activations quantized per 1×128 tile (DeepSeek's dynamic scheme, Precision::fp8).
+    struct Case {
+      bool fp8;
+      Precision precision;
+    };
+    for (const Case c : {Case{false, Precision::bf16}, Case{true, Precision::bf16}, Case{true, Precision::fp8}}) {
+      const bool fp8 = c.fp8;
+      const char* activations = c.precision == Precision::fp8 ? "fp8-dynamic" : "bf16";
       const std::string model_dir = dir + "/" + preset + (fp8 ? "-fp8" : "-bf16");
       ensure_model(model_dir, config, fp8);
       std::unique_ptr<Model> model = load_model(model_dir);
       const PerToken costs = per_token_costs(*model);
       const int64_t vocab = model->config.vocab_size;
       const std::vector<int32_t> prompt = prompt_tokens(prompt_len, vocab);
-      ForwardOptions options;  // bf16 activations, absorbed attention: the generation defaults
+      ForwardOptions options;  // absorbed attention: the generation defaults
+      options.precision = c.precision;
       Tensor logits;
 
       // Prefill: a fresh cache per run; the whole prompt in default chunks, logits for the last position.
@@ -176,9 +186,9 @@ int main(int argc, char** argv) {
       }
       const double prefill_time = median(prefill_s);
       const double prefill_gflops = prefill_flops / prefill_time / 1e9;
-      std::printf("{\"case\": \"prefill\", \"weights\": \"%s\", \"prompt_tokens\": %lld, \"tokens_per_s\": %.1f, "
-                  "\"gflops\": %.1f, \"fraction_of_gemm_peak\": %.3f, \"gemm_peak\": \"%s\"}\n",
-                  fp8 ? "fp8" : "bf16", (long long)prompt_len, double(prompt_len) / prefill_time, prefill_gflops,
+      std::printf("{\"case\": \"prefill\", \"weights\": \"%s\", \"activations\": \"%s\", \"prompt_tokens\": %lld, "
+                  "\"tokens_per_s\": %.1f, \"gflops\": %.1f, \"fraction_of_gemm_peak\": %.3f, \"gemm_peak\": \"%s\"}\n",
+                  fp8 ? "fp8" : "bf16", activations, (long long)prompt_len, double(prompt_len) / prefill_time, prefill_gflops,
                   median(prefill_fraction), peak_kind);
       std::fflush(stdout);
 
@@ -201,9 +211,9 @@ int main(int argc, char** argv) {
       }
       const double step = median(step_s);
       const double gbs = double(costs.decode_weight_bytes) / step / 1e9;
-      std::printf("{\"case\": \"decode\", \"weights\": \"%s\", \"tokens_per_s\": %.2f, \"weight_bytes_per_token\": %zu, "
-                  "\"weight_gbs\": %.2f, \"fraction_of_read_bandwidth\": %.3f}\n",
-                  fp8 ? "fp8" : "bf16", 1.0 / step, costs.decode_weight_bytes, gbs, median(decode_fraction));
+      std::printf("{\"case\": \"decode\", \"weights\": \"%s\", \"activations\": \"%s\", \"tokens_per_s\": %.2f, "
+                  "\"weight_bytes_per_token\": %zu, \"weight_gbs\": %.2f, \"fraction_of_read_bandwidth\": %.3f}\n",
+                  fp8 ? "fp8" : "bf16", activations, 1.0 / step, costs.decode_weight_bytes, gbs, median(decode_fraction));
       std::fflush(stdout);
     }
   } catch (const std::exception& e) {

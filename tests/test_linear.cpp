@@ -13,7 +13,9 @@
 
 #include "core/error.h"
 #include "core/parallel.h"
+#include "ops/fp8.h"
 #include "ops/linear.h"
+#include "ops/quantize.h"
 
 using namespace dsv3;
 
@@ -268,4 +270,39 @@ TEST(Linear, IdentityWeightReturnsRoundedActivations) {
         }
       }
   }
+}
+
+// Precision::fp8 (activations quantized per 1×128 tile, DeepSeek's dynamic scheme) against the reference
+// on the same quantized activations: the register kernel for few tokens, the bf16-matmul one for many.
+TEST(Linear, Fp8DynamicActivations) {
+  const int64_t shapes[][2] = {{33, 129}, {300, 127}, {129, 300}, {256, 1024}};
+  uint32_t seed = 300;
+  for (const auto& s : shapes) {
+    const TestWeight t = make_weight(DType::F8_E4M3, s[0], s[1], seed++);
+    for (int64_t n : {1, 3, 31, 32, 33, 100}) {
+      const std::vector<float> x = make_x(n, t.w.cols, seed++);
+      std::vector<float> y(size_t(n * t.w.rows), NAN), ref(y.size());
+      linear(t.w, x.data(), y.data(), n, Precision::fp8);
+      reference::linear(t.w, x.data(), ref.data(), n, Precision::fp8);
+      std::vector<uint8_t> q(x.size());
+      std::vector<float> scales(size_t(n * ((t.w.cols + 127) / 128))), xq(x.size());
+      quantize_fp8_tiles_1x128(x.data(), n, t.w.cols, false, q.data(), scales.data());
+      dequantize_fp8_tiles_1x128(q.data(), scales.data(), n, t.w.cols, xq.data());
+      for (int64_t tok = 0; tok < n; ++tok)
+        for (int64_t r = 0; r < t.w.rows; ++r) {
+          double mag = 0;
+          for (int64_t c = 0; c < t.w.cols; ++c) mag += std::fabs(double(xq[size_t(tok * t.w.cols + c)]) * t.w.at(r, c));
+          const size_t i = size_t(tok * t.w.rows + r);
+          ASSERT_LE(std::fabs(double(y[i]) - ref[i]), fp8_gemm_error_bound(t.w.cols, mag) + 1e-37)
+              << s[0] << "x" << s[1] << " tokens " << n << " y[" << tok << ", " << r << "]";
+        }
+    }
+  }
+  // Activations of other weights are rounded as bf16.
+  const TestWeight bf16 = make_weight(DType::BF16, 33, 129, seed++);
+  const std::vector<float> x = make_x(5, 129, seed++);
+  std::vector<float> a(5 * 33), b(5 * 33);
+  linear(bf16.w, x.data(), a.data(), 5, Precision::fp8);
+  linear(bf16.w, x.data(), b.data(), 5, Precision::bf16);
+  EXPECT_EQ(a, b);
 }

@@ -33,13 +33,15 @@ void add_sampling_options(CLI::App* cmd, GenerateArgs& a) {
   cmd->add_option("--top-p", a.sampling.top_p, "Nucleus sampling mass in (0, 1]")->capture_default_str();
   cmd->add_option("--top-k", a.sampling.top_k, "Keep the k most likely tokens; 0 = all")->capture_default_str();
   cmd->add_option("--seed", a.sampling.seed, "Random seed for sampling")->capture_default_str();
-  cmd->add_option("--precision", a.precision, "Activation precision in matmuls: bf16 (fast) or f32 (exact)")
-      ->capture_default_str()->check(CLI::IsMember({"bf16", "f32"}));
+  cmd->add_option("--precision", a.precision,
+                  "Activation precision in matmuls: bf16 (fast), f32 (exact), or fp8 (quantized per 1x128 tile "
+                  "for FP8 weights: DeepSeek's dynamic activation scheme)")
+      ->capture_default_str()->check(CLI::IsMember({"bf16", "f32", "fp8"}));
 }
 
 ForwardOptions forward_options(const GenerateArgs& a) {
   ForwardOptions options;
-  options.precision = a.precision == "f32" ? Precision::f32 : Precision::bf16;
+  options.precision = a.precision == "f32" ? Precision::f32 : a.precision == "fp8" ? Precision::fp8 : Precision::bf16;
   return options;
 }
 

@@ -32,6 +32,7 @@ int main(int argc, char** argv) {
   add(dsv3::cli::add_train, app);
   add(dsv3::cli::add_plot, app);
   add(dsv3::cli::add_quantize, app);
+  add(dsv3::cli::add_perplexity, app);
 
   try {
     app.parse(argc, argv);

@@ -27,8 +27,11 @@ struct LinearWeight {
 
 // What the activations are rounded to inside the kernel. `f32` is exact w.r.t. the stored weights
 // (used by `dsv3 logits` and the tests); `bf16` rounds activations to bfloat16, as DeepSeek's
-// reference inference does, and is the fast default for generation.
-enum class Precision { f32, bf16 };
+// reference inference does, and is the fast default for generation. `fp8` is DeepSeek's
+// "activation_scheme": "dynamic" for FP8 weights: activations quantized on the fly to E4M3 per 1×128
+// tile (scale amax/448), multiplied with the FP8 weight blocks with FP32 accumulation promoted every
+// 128 products (ops/fp8.h); weights of other dtypes treat it as bf16.
+enum class Precision { f32, bf16, fp8 };
 
 // Which kernel family linear() uses: `automatic` picks by n_tokens (see gemm_min_tokens); the others
 // force one, for benchmarks and tests.

@@ -25,7 +25,7 @@ expect_error() {
   fi
 }
 
-for sub in init generate chat tokenize logits info train-tokenizer data grads train plot quantize; do
+for sub in init generate chat tokenize logits info train-tokenizer data grads train plot quantize perplexity; do
   if "$dsv3" "$sub" --help >"$WORK/out" 2>&1 && grep -q -- "--" "$WORK/out"; then pass "$sub --help"; else fail "$sub --help"; fi
 done
 

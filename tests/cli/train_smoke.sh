@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # End-to-end check of training from the CLI: train-tokenizer -> data -> train -> (interrupt, resume) ->
-# plot -> generate / logits / info on the trained checkpoint, with a small config so it runs in seconds.
+# plot -> generate / logits / info / perplexity on the trained checkpoint -> quantize it to FP8, with a
+# small config so it runs in seconds.
 #   - a run stopped at step 4 and resumed to step 8 writes the same weights, bit for bit, as an
 #     uninterrupted 8-step run (same thread count);
 #   - the checkpoint loads in the inference commands;
@@ -55,6 +56,10 @@ done
 run "generate from the checkpoint" "$dsv3" generate --model "$WORK/straight" --prompt "The model" -n 8 --seed 1
 run "logits of the checkpoint" "$dsv3" logits --model "$WORK/straight" --tokens "0,5,9,12" --out "$WORK/l.npy"
 run "info on the checkpoint" "$dsv3" info --model "$WORK/straight"
+run "perplexity of the checkpoint" "$dsv3" perplexity --model "$WORK/straight" --data "$WORK/shards" --seq-len 32 --quiet
+run "quantize the checkpoint to FP8" "$dsv3" quantize --model "$WORK/straight" --out "$WORK/fp8model" --fp8
+run "perplexity with FP8 weights and activations" "$dsv3" perplexity --model "$WORK/fp8model" --data "$WORK/shards" \
+  --seq-len 32 --precision fp8 --quiet
 run "train in fp8" "${train[@]}" --steps 2 --precision fp8 --out "$WORK/fp8"
 
 # Errors: exit 1 with the reason on stderr.

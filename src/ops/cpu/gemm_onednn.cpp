@@ -19,10 +19,13 @@
 #include <mutex>
 #include <tuple>
 #include <vector>
+#include <vector>
 
 #include "core/error.h"
 #include "core/parallel.h"
 #include "ops/cpu/linear_kernels.h"
+#include "ops/gemm.h"
+#include "ops/ops.h"
 
 namespace dsv3::cpu {
 namespace {
@@ -134,6 +137,16 @@ bool gemm_onednn(const LinearWeight& w, const float* x, int64_t n_tokens, float*
     });
     run_matmul(*mm, x, wf, y + r0);
   }
+  return true;
+}
+
+bool gemm_bf16_weights(const LinearWeight& w, const float* x, int64_t n_tokens, float* y) {
+  if (w.dtype != DType::BF16 || !has_native_bf16_gemm()) return false;
+  thread_local std::vector<uint16_t> rounded;
+  rounded.resize(size_t(n_tokens * w.cols));
+  f32_to_bf16_2d(x, n_tokens, w.cols, w.cols, rounded.data());
+  gemm_bf16(Trans::no, Trans::yes, n_tokens, w.rows, w.cols, 1.0f, rounded.data(), w.cols,
+            static_cast<const uint16_t*>(w.data), w.cols, 0.0f, y, w.rows);
   return true;
 }
 

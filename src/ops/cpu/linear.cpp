@@ -1,6 +1,8 @@
 // linear(): validates the call and picks the kernel.
 //   n_tokens <  gemm_min_tokens: GEMV (gemv.cpp), rows split across threads, weights streamed once.
-//   n_tokens >= gemm_min_tokens: oneDNN f32 matmul (gemm_onednn.cpp).
+//   n_tokens >= gemm_min_tokens: oneDNN matmul (gemm_onednn.cpp): bf16 for BF16 weights with bf16
+//                                activations where the CPU has a bf16 matmul, else f32.
+//   Precision::fp8 with FP8 weights: activations quantized per 1×128 tile (linear_fp8.cpp).
 // The crossover was measured with bench_linear (see gemm_min_tokens).
 #include <algorithm>
 #include <memory>
@@ -8,6 +10,7 @@
 #include "core/error.h"
 #include "core/parallel.h"
 #include "ops/cpu/linear_kernels.h"
+#include "ops/fp8.h"
 #include "ops/linear.h"
 
 namespace dsv3 {
@@ -63,14 +66,22 @@ void linear(const LinearWeight& w, const float* x, float* y, int64_t n_tokens, P
     std::fill(y, y + n_tokens * w.rows, 0.0f);
     return;
   }
+  if (precision == Precision::fp8) {
+    if (w.dtype == DType::F8_E4M3 && w.block == kFp8Tile) {
+      cpu::linear_fp8_dynamic(w, x, y, n_tokens);
+      return;
+    }
+    if (w.dtype != DType::F8_E4M3) precision = Precision::bf16;  // activations of non-FP8 weights
+  }
   // The fast kernels walk FP8 blocks in 32-column chunks; other block sizes go to the reference.
-  if (w.dtype == DType::F8_E4M3 && w.block % cpu::kFp8Chunk != 0) {
+  if (w.dtype == DType::F8_E4M3 && (w.block % cpu::kFp8Chunk != 0 || precision == Precision::fp8)) {
     reference::linear(w, x, y, n_tokens, precision);
     return;
   }
 
   const bool use_gemm = path == LinearPath::gemm || (path == LinearPath::automatic && n_tokens >= gemm_min_tokens(w));
   if (use_gemm) {
+    if (precision == Precision::bf16 && cpu::gemm_bf16_weights(w, x, n_tokens, y)) return;
     const float* xg = x;
     if (precision == Precision::bf16) {
       float* xr = activation_scratch(size_t(n_tokens * w.cols));

@@ -1,6 +1,7 @@
 // Internal to src/ops/cpu: the pieces `linear` (linear.cpp) is assembled from.
 //   gemv.cpp         — weight-streaming kernels for few tokens (decode, speculative batches, small MoE batches)
-//   gemm_onednn.cpp  — oneDNN f32 matmul on dequantized row chunks for many tokens (prefill)
+//   gemm_onednn.cpp  — oneDNN matmul for many tokens (prefill): f32 on dequantized row chunks, or bf16
+//   linear_fp8.cpp   — FP8 weights × activations quantized per 1×128 tile (Precision::fp8)
 #pragma once
 
 #include <cstdint>
@@ -45,5 +46,13 @@ void dequantize_rows_f32(const LinearWeight& w, int64_t row_begin, int64_t row_e
 // oneDNN f32 matmul y[n_tokens, rows] = x · Wᵀ (x already rounded as the precision requires).
 // Returns false when oneDNN cannot create the primitive (the caller falls back to the GEMV).
 bool gemm_onednn(const LinearWeight& w, const float* x, int64_t n_tokens, float* y);
+
+// BF16 weights with bf16-rounded activations on the bf16 matmul (AMX / AVX512-BF16): the same products
+// as the f32 matmul on the widened weights. Returns false when the CPU has no bf16 matmul.
+bool gemm_bf16_weights(const LinearWeight& w, const float* x, int64_t n_tokens, float* y);
+
+// FP8 weights (128×128 blocks) with activations quantized per 1×128 tile (Precision::fp8): few tokens
+// through fp8_gemm's register kernel, many through the bf16 matmul one 128-run at a time.
+void linear_fp8_dynamic(const LinearWeight& w, const float* x, float* y, int64_t n_tokens);
 
 }  // namespace dsv3::cpu
