@@ -29,4 +29,4 @@ for mode in aux-free aux-loss none; do
   metrics+=(--metrics "$dir/metrics.jsonl")
   labels+=(--label "$mode")
 done
-$dsv3 plot "${metrics[@]}" "${labels[@]}" --out "$out/plots" --title "tiny, $steps steps:"
+$dsv3 plot "${metrics[@]}" "${labels[@]}" --out "$out/plots" --title "tiny, $steps steps"

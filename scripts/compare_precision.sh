@@ -32,4 +32,4 @@ for precision in bf16 fp8; do
   fi
 done
 $dsv3 plot --metrics "$out/bf16/metrics.jsonl" --label bf16 --metrics "$out/fp8/metrics.jsonl" --label fp8 \
-  --out "$out/plots" --title "$preset, $steps steps:"
+  --out "$out/plots" --title "$preset, $steps steps"

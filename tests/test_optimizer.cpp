@@ -17,15 +17,7 @@ namespace dsv3 {
 namespace {
 
 using testing::TempDir;
-
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using testing::error_of;
 
 TEST(LrSchedule, WarmupConstantCosineFinal) {
   LrSchedule s;

@@ -18,6 +18,7 @@ namespace {
 
 namespace fs = std::filesystem;
 using testing::TempDir;
+using testing::error_of;
 
 struct SyntheticRun {
   int steps = 200;
@@ -73,15 +74,6 @@ void write_synthetic_metrics(const std::string& path, const SyntheticRun& run) {
 }
 
 void write_text(const std::string& path, const std::string& text) { std::ofstream(path) << text; }
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
 
 struct PngStats {
   int width = 0, height = 0;

@@ -1,4 +1,4 @@
-// Test helpers: temporary directories, tiny model configs, and tiny random checkpoints on disk.
+// Test helpers: error messages, temporary directories, tiny model configs, and tiny random checkpoints on disk.
 // Header-only so any test file can include it.
 #pragma once
 
@@ -9,6 +9,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -20,6 +21,16 @@
 #include "ops/linear.h"
 
 namespace dsv3::testing {
+
+// The message of the dsv3::Error fn throws, or "(no error)".
+inline std::string error_of(const std::function<void()>& fn) {
+  try {
+    fn();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "(no error)";
+}
 
 // A fresh directory under the system temp dir, removed (with its contents) on destruction.
 class TempDir {

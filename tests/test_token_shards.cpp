@@ -24,6 +24,7 @@ namespace {
 using nlohmann::json;
 namespace fs = std::filesystem;
 using testing::TempDir;
+using testing::error_of;
 
 std::vector<std::string> documents(int n, uint32_t seed) {
   static const char* words[] = {"alpha", "beta", "gamma", "delta", "the", "a", "of", "run", "ran", "42", "!"};
@@ -74,15 +75,6 @@ struct Shards {
   }
   std::string out() const { return dir.sub("out"); }
 };
-
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
 
 TEST(TokenShards, CountsAndContentsMatchTheDocuments) {
   Shards s;

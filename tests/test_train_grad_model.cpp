@@ -343,34 +343,5 @@ TEST(TrainGradPresets, PresetsAreValidConfigs) {
   EXPECT_THROW(train_preset("huge"), Error);
 }
 
-// ---- f32 GEMM vs its scalar twin at sizes around the vector widths ----
-
-TEST(TrainGradGemm, MatchesReferenceAllTransposes) {
-  std::mt19937 rng(19);
-  std::normal_distribution<float> dist;
-  for (int64_t m : {1, 31, 33})
-    for (int64_t n : {7, 32})
-      for (int64_t k : {1, 33, 64})
-        for (int ta = 0; ta < 2; ++ta)
-          for (int tb = 0; tb < 2; ++tb)
-            for (float beta : {0.0f, 1.0f}) {
-              const int64_t lda = (ta ? m : k) + 3, ldb = (tb ? k : n) + 1, ldc = n + 2;
-              std::vector<float> a(size_t((ta ? k : m) * lda)), b(size_t((tb ? n : k) * ldb)), c(size_t(m * ldc));
-              for (float& v : a) v = dist(rng);
-              for (float& v : b) v = dist(rng);
-              for (float& v : c) v = dist(rng);
-              std::vector<float> ref = c;
-              gemm(Trans(ta), Trans(tb), m, n, k, 0.5f, a.data(), lda, b.data(), ldb, beta, c.data(), ldc);
-              reference::gemm(Trans(ta), Trans(tb), m, n, k, 0.5f, a.data(), lda, b.data(), ldb, beta, ref.data(),
-                              ldc);
-              // f32 accumulation of k products: |error| <= k·2^-24·Σ|a||b| (+ beta term); Σ|a||b| <~ 3k here.
-              const double bound = double(k + 2) * 6e-8 * (3.0 * double(k) + 4.0);
-              for (size_t i = 0; i < c.size(); ++i)
-                ASSERT_NEAR(c[i], ref[i], bound) << "m=" << m << " n=" << n << " k=" << k << " ta=" << ta << " tb=" << tb;
-            }
-  std::vector<float> x(4);
-  EXPECT_THROW(gemm(Trans::no, Trans::no, 2, 2, 2, 1.0f, x.data(), 1, x.data(), 2, 0.0f, x.data(), 2), Error);
-}
-
 }  // namespace
 }  // namespace dsv3

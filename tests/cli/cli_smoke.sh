@@ -14,16 +14,6 @@ failures=0
 pass() { echo "ok    $1"; }
 fail() { echo "FAIL  $1"; failures=$((failures + 1)); }
 
-# expect_error NAME PATTERN CMD... : the command must exit 1 (not crash) and print PATTERN on stderr.
-expect_error() {
-  local name=$1 pattern=$2
-  shift 2
-  "$@" >"$WORK/out" 2>"$WORK/err"
-  local rc=$?
-  if [[ $rc -eq 1 ]] && grep -q -- "$pattern" "$WORK/err"; then pass "$name"; else
-    fail "$name (exit $rc, stderr: $(head -c 300 "$WORK/err"))"
-  fi
-}
 
 for sub in init generate chat tokenize logits info train-tokenizer data grads train plot quantize perplexity; do
   if "$dsv3" "$sub" --help >"$WORK/out" 2>&1 && grep -q -- "--" "$WORK/out"; then pass "$sub --help"; else fail "$sub --help"; fi

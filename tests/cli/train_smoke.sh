@@ -63,16 +63,6 @@ run "perplexity with FP8 weights and activations" "$dsv3" perplexity --model "$W
 run "train in fp8" "${train[@]}" --steps 2 --precision fp8 --out "$WORK/fp8"
 
 # Errors: exit 1 with the reason on stderr.
-expect_error() {
-  local name=$1 pattern=$2
-  shift 2
-  "$@" >"$WORK/out" 2>"$WORK/err"
-  local rc=$?
-  if [[ $rc -eq 1 ]] && grep -q -- "$pattern" "$WORK/err"; then echo "  ok   $name"; else
-    echo "  FAIL $name (exit $rc, stderr: $(head -c 300 "$WORK/err"))"
-    failures=$((failures + 1))
-  fi
-}
 expect_error "an --out holding a run is refused" "--resume" "${train[@]}" --steps 8 --out "$WORK/straight"
 expect_error "missing shards are named" "manifest.json" "$dsv3" train --config "$WORK/config.json" \
   --data "$WORK/nothing" --steps 2 --out "$WORK/x"

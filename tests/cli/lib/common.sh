@@ -7,6 +7,9 @@
 #   require_dsv3 PATH        exits 1 with a FAIL line unless PATH is an executable file
 #   make_work_dir NAME       sets WORK to a new temp dir under $BUILD_DIR, removed on exit
 #   run LABEL COMMAND...     runs a step with its output in $WORK/log.txt, prints ok or FAIL
+#   expect_error LABEL PATTERN COMMAND...
+#                            the command must exit 1 (an error, not a crash) with PATTERN on stderr;
+#                            prints ok or FAIL and adds 1 to $failures on FAIL
 #
 # run's behaviour is set by these variables (all off by default):
 #   RUN_ELAPSED=1        append the step's elapsed seconds to its ok line
@@ -77,4 +80,18 @@ run() {
     failures=$((failures + 1))
   fi
   return 1
+}
+
+# expect_error LABEL PATTERN COMMAND...: see above.
+expect_error() {
+  local label=$1 pattern=$2
+  shift 2
+  "$@" >"$WORK/out" 2>"$WORK/err"
+  local rc=$?
+  if [[ $rc -eq 1 ]] && grep -q -- "$pattern" "$WORK/err"; then
+    echo "  ok   $label"
+  else
+    echo "  FAIL $label (exit $rc, stderr: $(head -c 300 "$WORK/err"))"
+    failures=$((failures + 1))
+  fi
 }

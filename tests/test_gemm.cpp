@@ -1,4 +1,5 @@
-// BF16 GEMM and the bf16 conversions of its operands (ops/gemm.h, ops/ops.h) against their scalar twins.
+// The training GEMMs (ops/gemm.h: f32 and BF16) and the bf16 conversions of BF16 operands (ops/ops.h)
+// against their scalar twins.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -7,6 +8,7 @@
 #include <random>
 
 #include "core/dtype.h"
+#include "core/error.h"
 #include "ops/gemm.h"
 #include "ops/ops.h"
 
@@ -38,8 +40,12 @@ TEST(Bf16Convert, BitExactWithTheScalarDefinition) {
   EXPECT_EQ(f32_to_bf16(1.0f + 3.0f / 256), 0x3f82);  // tie to even: up
 }
 
-TEST(GemmBf16, MatchesTheScalarTwinAllTransposes) {
-  std::mt19937 rng(23);
+using GemmFn = void (*)(Trans, Trans, int64_t, int64_t, int64_t, float, const float*, int64_t, const float*, int64_t,
+                        float, float*, int64_t);
+
+// fast vs twin at sizes around the vector widths, every transpose, beta 0 and 1, padded strides.
+void check_against_twin(GemmFn fast, GemmFn twin, uint32_t seed) {
+  std::mt19937 rng(seed);
   std::normal_distribution<float> dist;
   for (int64_t m : {1, 31, 33, 96})
     for (int64_t n : {7, 32, 65})
@@ -53,16 +59,25 @@ TEST(GemmBf16, MatchesTheScalarTwinAllTransposes) {
               for (float& v : b) v = dist(rng);
               for (float& v : c) v = dist(rng);
               std::vector<float> ref = c;
-              gemm_bf16(Trans(ta), Trans(tb), m, n, k, 0.5f, a.data(), lda, b.data(), ldb, beta, c.data(), ldc);
-              reference::gemm_bf16(Trans(ta), Trans(tb), m, n, k, 0.5f, a.data(), lda, b.data(), ldb, beta, ref.data(),
-                                   ldc);
-              // Products of bf16 values are exact in f32; only the f32 summation differs from the
-              // twin's double one: |error| <= (k + 2)·2^-24·(Σ|a||b| + |beta·c|), Σ|a||b| <~ 3k here.
+              fast(Trans(ta), Trans(tb), m, n, k, 0.5f, a.data(), lda, b.data(), ldb, beta, c.data(), ldc);
+              twin(Trans(ta), Trans(tb), m, n, k, 0.5f, a.data(), lda, b.data(), ldb, beta, ref.data(), ldc);
+              // The twins sum in double; f32 accumulation of k products (exact for bf16 operands) is off
+              // by at most (k + 2)·2^-24·(Σ|a||b| + |beta·c|), and Σ|a||b| <~ 3k here.
               const double bound = double(k + 2) * 6e-8 * (3.0 * double(k) + 4.0);
               for (size_t i = 0; i < c.size(); ++i)
                 ASSERT_NEAR(c[i], ref[i], bound) << "m=" << m << " n=" << n << " k=" << k << " ta=" << ta
                                                  << " tb=" << tb << " beta=" << beta;
             }
+}
+
+TEST(GemmF32, MatchesTheScalarTwinAllTransposes) {
+  check_against_twin(static_cast<GemmFn>(&gemm), static_cast<GemmFn>(&reference::gemm), 19);
+  std::vector<float> x(4);
+  EXPECT_THROW(gemm(Trans::no, Trans::no, 2, 2, 2, 1.0f, x.data(), 1, x.data(), 2, 0.0f, x.data(), 2), Error);
+}
+
+TEST(GemmBf16, MatchesTheScalarTwinAllTransposes) {
+  check_against_twin(static_cast<GemmFn>(&gemm_bf16), static_cast<GemmFn>(&reference::gemm_bf16), 23);
 }
 
 TEST(GemmBf16, RoundsItsOperands) {
