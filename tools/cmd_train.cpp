@@ -39,7 +39,7 @@ struct TrainArgs {
 };
 
 // Builds the run's options from a preset or config.json and the flags.
-TrainRunOptions options_from_args(const TrainArgs& a, CLI::App* cmd) {
+TrainRunOptions options_from_args(const TrainArgs& a) {
   TrainRunOptions o;
   double default_lr = 1e-3;
   if (!a.preset.empty()) {
@@ -79,7 +79,6 @@ TrainRunOptions options_from_args(const TrainArgs& a, CLI::App* cmd) {
   o.eval_every = a.eval_every >= 0 ? a.eval_every : std::max<int64_t>(1, o.steps / 10);
   o.eval_sequences = a.eval_sequences;
   o.save_every = a.save_every;
-  (void)cmd;
   return o;
 }
 
@@ -92,7 +91,7 @@ std::string step_note(const StepRecord& r, double last_val) {
   return buffer;
 }
 
-int run_train(const TrainArgs& a, CLI::App* cmd) {
+int run_train(const TrainArgs& a) {
   TrainerPaths paths;
   paths.data_dir = a.data;
   paths.tokenizer = a.tokenizer;
@@ -114,7 +113,7 @@ int run_train(const TrainArgs& a, CLI::App* cmd) {
                 " or choose another --out");
     paths.out_dir = a.out;
     paths.metrics_path = a.metrics.empty() ? a.out + "/metrics.jsonl" : a.metrics;
-    trainer.emplace(options_from_args(a, cmd), paths, a.init);
+    trainer.emplace(options_from_args(a), paths, a.init);
   }
   const TrainRunOptions& o = trainer->options();
   const int64_t first_step = trainer->step();
@@ -222,7 +221,7 @@ Runner add_train(CLI::App& app) {
       ->check(CLI::PositiveNumber);
   cmd->add_option("--log-every", a->log_every, "When stderr is not a terminal: steps between log lines");
   cmd->add_flag("--quiet", a->quiet, "No progress display");
-  return [a, cmd] { return run_train(*a, cmd); };
+  return [a] { return run_train(*a); };
 }
 
 }  // namespace dsv3::cli
