@@ -24,9 +24,11 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <string>
 #include <tuple>
 #include <vector>
 
+#include "core/dtype.h"
 #include "core/error.h"
 #include "core/parallel.h"
 #include "ops/gemm.h"
@@ -133,6 +135,22 @@ uint16_t* operand_buffer(int which, size_t elements) {
   return b.data.get();
 }
 
+// Per-thread f32 buffers for the fallback without a bf16 matmul, grown to the largest size seen.
+float* widened_buffer(int which, size_t elements) {
+  thread_local std::vector<float> buffers[2];
+  std::vector<float>& b = buffers[which];
+  if (b.size() < elements) b.resize(elements);
+  return b.data();
+}
+
+// out (packed [rows, cols]) = x rounded to bf16 values, kept in f32.
+void round_to_bf16_values(const float* x, int64_t rows, int64_t cols, int64_t ld, float* out) {
+  parallel_for(rows, std::max<int64_t>(1, 16384 / std::max<int64_t>(cols, 1)), [&](int64_t b, int64_t e) {
+    for (int64_t r = b; r < e; ++r)
+      for (int64_t c = 0; c < cols; ++c) out[r * cols + c] = bf16_to_f32(f32_to_bf16(x[r * ld + c]));
+  });
+}
+
 bool check_and_handle_trivial(Trans ta, Trans tb, int64_t m, int64_t n, int64_t k, float alpha, int64_t lda,
                               int64_t ldb, float beta, float* c, int64_t ldc) {
   DSV3_CHECK(m >= 0 && n >= 0 && k >= 0, "[gemm] negative size m=", m, " n=", n, " k=", k);
@@ -214,26 +232,41 @@ void gemm(Trans ta, Trans tb, int64_t m, int64_t n, int64_t k, float alpha, cons
 }
 
 bool has_native_bf16_gemm() {
-  static const bool native = find_primitive(Key{false, false, 0.0f, memory::data_type::bf16}) != nullptr;
+  // DSV3_NO_NATIVE_BF16=1 takes the f32 fallback, to test on one machine what others run.
+  static const bool native = [] {
+    const char* off = std::getenv("DSV3_NO_NATIVE_BF16");
+    if (off && *off && std::string(off) != "0") return false;
+    return find_primitive(Key{false, false, 0.0f, memory::data_type::bf16}) != nullptr;
+  }();
   return native;
 }
 
 void gemm_bf16(Trans ta, Trans tb, int64_t m, int64_t n, int64_t k, float alpha, const uint16_t* a, int64_t lda,
                const uint16_t* b, int64_t ldb, float beta, float* c, int64_t ldc) {
   if (check_and_handle_trivial(ta, tb, m, n, k, alpha, lda, ldb, beta, c, ldc)) return;
-  if (matmul(memory::data_type::bf16, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)) return;
+  if (has_native_bf16_gemm() && matmul(memory::data_type::bf16, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc))
+    return;
   // No bf16 matmul on this CPU: widen (exactly) and use the f32 one.
   const Stored sa = stored_shape(ta, m, k), sb = stored_shape(tb, k, n);
-  std::vector<float> wa(size_t(sa.rows * sa.cols)), wb(size_t(sb.rows * sb.cols));
-  bf16_to_f32_2d(a, sa.rows, sa.cols, lda, wa.data());
-  bf16_to_f32_2d(b, sb.rows, sb.cols, ldb, wb.data());
-  gemm(ta, tb, m, n, k, alpha, wa.data(), sa.cols, wb.data(), sb.cols, beta, c, ldc);
+  float* wa = widened_buffer(0, size_t(sa.rows * sa.cols));
+  float* wb = widened_buffer(1, size_t(sb.rows * sb.cols));
+  bf16_to_f32_2d(a, sa.rows, sa.cols, lda, wa);
+  bf16_to_f32_2d(b, sb.rows, sb.cols, ldb, wb);
+  gemm(ta, tb, m, n, k, alpha, wa, sa.cols, wb, sb.cols, beta, c, ldc);
 }
 
 void gemm_bf16(Trans ta, Trans tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
                const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
   if (check_and_handle_trivial(ta, tb, m, n, k, alpha, lda, ldb, beta, c, ldc)) return;
   const Stored sa = stored_shape(ta, m, k), sb = stored_shape(tb, k, n);
+  if (!has_native_bf16_gemm()) {  // round in f32 (bf16 values) and use the f32 matmul: one pass, no widening
+    float* wa = widened_buffer(0, size_t(sa.rows * sa.cols));
+    float* wb = widened_buffer(1, size_t(sb.rows * sb.cols));
+    round_to_bf16_values(a, sa.rows, sa.cols, lda, wa);
+    round_to_bf16_values(b, sb.rows, sb.cols, ldb, wb);
+    gemm(ta, tb, m, n, k, alpha, wa, sa.cols, wb, sb.cols, beta, c, ldc);
+    return;
+  }
   uint16_t* ra = operand_buffer(0, size_t(sa.rows * sa.cols));
   uint16_t* rb = operand_buffer(1, size_t(sb.rows * sb.cols));
   f32_to_bf16_2d(a, sa.rows, sa.cols, lda, ra);
