@@ -3,7 +3,7 @@
 //   onednn_peak   oneDNN f32 matmul GFLOP/s at 1024³ (the machine's measured GEMM peak)
 //   convert       f32 <-> FP8 element conversion, GB/s of f32 data
 //   quantize      quantize_fp8 per tiling on a [4096, 7168] activation-sized matrix, GB/s of f32 input
-//   gemm          fp8_gemm GFLOP/s (2·M·N·K per call) for the Fprop/Dgrad/Wgrad layouts at 1024³ and at
+//   gemm          fp8_gemm (and fp8_gemm_by_runs, the training path) GFLOP/s (2·M·N·K per call) for the Fprop/Dgrad/Wgrad layouts at 1024³ and at
 //                 DeepSeek-V3 projection shapes, and its fraction of the oneDNN f32 peak
 //   gemm_emulated the scalar narrow-accumulator emulation (14 bits, no promotion), GFLOP/s
 // Every GEMM is validated first: sampled rows against reference::fp8_gemm_rows (bit-exact for the
@@ -19,6 +19,7 @@
 #include "core/dtype.h"
 #include "core/parallel.h"
 #include "ops/fp8.h"
+#include "ops/gemm.h"
 
 using namespace dsv3;
 using namespace dsv3::bench;
@@ -143,7 +144,7 @@ double validate(const Fp8Operand& a, const Fp8Operand& b, const std::vector<floa
 }
 
 void bench_gemm(const Layout& l, int64_t m_len, int64_t n_len, int64_t k_len, double peak, int runs,
-                const Fp8Accumulation& acc = {}) {
+                const Fp8Accumulation& acc = {}, bool by_runs = false) {
   // Operand storage: direct [outer, k] or transposed [k, outer].
   const int64_t ar = l.a_transposed ? k_len : m_len, ac = l.a_transposed ? m_len : k_len;
   const int64_t br = l.b_transposed ? k_len : n_len, bc = l.b_transposed ? n_len : k_len;
@@ -153,13 +154,19 @@ void bench_gemm(const Layout& l, int64_t m_len, int64_t n_len, int64_t k_len, do
   Fp8GemmOptions o;
   o.accumulation = acc;
   std::vector<float> c(size_t(m_len * n_len));
-  fp8_gemm(a, b, c.data(), o);
+  const auto multiply = [&] {
+    if (by_runs)
+      fp8_gemm_by_runs(a, b, c.data(), o);
+    else
+      fp8_gemm(a, b, c.data(), o);
+  };
+  multiply();
   const bool emulated = acc.accumulator_bits != 0;
   if (!emulated) {
     const double err = validate(a, b, c, o);
     DSV3_CHECK(err <= 1.0, "[bench_fp8] fp8_gemm ", l.name, " outside the error bound (", err, "x)");
   }
-  const double sec = median(time_runs([&] { fp8_gemm(a, b, c.data(), o); }, runs));
+  const double sec = median(time_runs(multiply, runs));
   const double gflops = 2.0 * double(m_len) * double(n_len) * double(k_len) / sec / 1e9;
   if (emulated) {
     std::printf(
@@ -173,7 +180,9 @@ void bench_gemm(const Layout& l, int64_t m_len, int64_t n_len, int64_t k_len, do
         "{\"case\":\"gemm\",\"layout\":\"%s\",\"m\":%lld,\"n\":%lld,\"k\":%lld,\"kernel\":\"%s\","
         "\"threads\":%d,\"median_s\":%.4f,\"gflops\":%.1f,\"fraction_of_onednn_f32\":%.3f,"
         "\"validated\":%s}\n",
-        l.name, (long long)m_len, (long long)n_len, (long long)k_len, fp8_gemm_kernel(), num_threads(), sec, gflops,
+        l.name, (long long)m_len, (long long)n_len, (long long)k_len,
+        by_runs ? (has_native_bf16_gemm() ? "by_runs_bf16_matmul" : "by_runs_fallback") : fp8_gemm_kernel(),
+        num_threads(), sec, gflops,
         peak > 0 ? gflops / peak : 0.0, json_bool(true));
   }
   std::fflush(stdout);
@@ -216,6 +225,9 @@ int main(int argc, char** argv) {
       bench_gemm(kWgrad, 2048, 7168, 4096, peak, 5);
     }
     bench_gemm(kFprop, 16, 2048, 7168, peak, runs);
+    // The training path (fp8_gemm_by_runs: one bf16 matmul per 128-run of k).
+    for (const Layout& l : {kFprop, kDgrad, kWgrad}) bench_gemm(l, 1024, 1024, 1024, peak, runs, {}, true);
+    bench_gemm(kFprop, quick ? 1024 : 4096, 2048, 7168, peak, quick ? 2 : 5, {}, true);
     Fp8Accumulation narrow;
     narrow.promote_interval = 0;
     narrow.accumulator_bits = 14;

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -334,6 +335,12 @@ Trainer Trainer::resume(const std::string& dir, const TrainerPaths& given) {
   impl->step = number<int64_t>(state, "step", state_path);
   impl->tokens = number<int64_t>(state, "tokens", state_path);
   impl->elapsed_s = number<double>(state, "elapsed_s", state_path);
+  const int64_t saved_threads = state.value("threads", int64_t(0));
+  if (saved_threads > 0 && saved_threads != num_threads())
+    std::fprintf(stderr,
+                 "[train] note: %s was trained with %lld threads, this run uses %d: it continues correctly but "
+                 "not bit-identically to an uninterrupted run (pass --threads %lld for that)\n",
+                 dir.c_str(), (long long)saved_threads, num_threads(), (long long)saved_threads);
   DSV3_CHECK(impl->optimizer.steps() == impl->step, "[train] ", dir, ": the optimizer state is at step ",
              impl->optimizer.steps(), " but trainer_state.json says ", impl->step,
              " (a checkpoint interrupted while being written?)");

@@ -11,6 +11,7 @@
 #include "core/parallel.h"
 #include "ops/cpu/linear_kernels.h"
 #include "ops/fp8.h"
+#include "ops/gemm.h"
 #include "ops/linear.h"
 
 namespace dsv3 {
@@ -49,10 +50,14 @@ void check_weight(const LinearWeight& w) {
 }  // namespace
 
 int64_t gemm_min_tokens(const LinearWeight& w) {
-  // bench_linear "crossover" on 2 Zen 3 cores, [2048 x 2048] BF16 and FP8 weights: the multi-token
-  // GEMV (~85 GFLOP/s once compute-bound) still wins at 32 tokens (BF16 3.0 vs 3.4 ms, FP8 2.5 vs
-  // 3.0 ms), dequantize + oneDNN matmul wins from 48 (4.4 vs 4.7 ms, 4.4 vs 4.9 ms).
-  (void)w;
+  // bench_linear "crossover", [2048 x 2048] weights, 2 cores.
+  // With a bf16 matmul (Xeon with AMX), BF16 weights are multiplied as they are stored: the matmul wins
+  // from 8 tokens (0.39 vs 0.45 ms). FP8 weights (dequantized to f32 for the f32 matmul) from 32 (1.9 vs
+  // 2.1 ms; tied at 24).
+  // Without one (Zen 3, AVX2): the multi-token GEMV (~85 GFLOP/s once compute-bound) still wins at 32
+  // tokens (BF16 3.0 vs 3.4 ms, FP8 2.5 vs 3.0 ms), dequantize + f32 matmul from 48 (4.4 vs 4.7 ms,
+  // 4.4 vs 4.9 ms).
+  if (has_native_bf16_gemm()) return w.dtype == DType::BF16 ? 8 : w.dtype == DType::F8_E4M3 ? 32 : 40;
   return 40;
 }
 
