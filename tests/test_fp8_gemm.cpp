@@ -378,6 +378,7 @@ TEST(Fp8GemmByRuns, WithinTheBoundForEveryLayout) {
       {33, 70, 300, Fp8Tiling::tile_1x128, Fp8Tiling::block_128x128, false, true},    // Dgrad
       {70, 50, 300, Fp8Tiling::tile_128x1, Fp8Tiling::tile_128x1, true, true},        // Wgrad
       {256, 128, 512, Fp8Tiling::tile_1x128, Fp8Tiling::block_128x128, false, false},
+      {300, 200, 384, Fp8Tiling::tile_128x1, Fp8Tiling::block_128x128, true, true},  // 3 row panels, last partial
   };
   uint32_t seed = 40;
   for (const Case& t : cases) {

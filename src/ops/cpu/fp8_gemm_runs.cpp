@@ -1,4 +1,5 @@
 // FP8 GEMM on the bf16 matmul, one 128-run of k at a time (ops/fp8.h fp8_gemm_by_runs).
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -7,6 +8,7 @@
 #include "core/parallel.h"
 #include "ops/fp8.h"
 #include "ops/gemm.h"
+#include "hwy/highway.h"
 
 namespace dsv3 {
 
@@ -33,6 +35,19 @@ template <typename T>
 T* buffer(std::vector<T>& v, size_t n) {
   if (v.size() < n) v.resize(n);
   return v.data();
+}
+
+// c[j] = fma(p[j], sa·sb[j], c[j]): a run's partial sums promoted into the FP32 accumulator (one
+// rounding for the product sa·sb[j], one for the fused multiply-add, as the reference does).
+void promote_row(const float* p, float sa, const float* sb, int64_t n, float* c) {
+  namespace hn = hwy::HWY_NAMESPACE;
+  const hn::ScalableTag<float> d;
+  const int64_t N = int64_t(hn::Lanes(d));
+  const auto vsa = hn::Set(d, sa);
+  int64_t j = 0;
+  for (; j + N <= n; j += N)
+    hn::StoreU(hn::MulAdd(hn::LoadU(d, p + j), hn::Mul(vsa, hn::LoadU(d, sb + j)), hn::LoadU(d, c + j)), d, c + j);
+  for (; j < n; ++j) c[j] = std::fma(p[j], sa * sb[j], c[j]);
 }
 
 }  // namespace
@@ -72,26 +87,38 @@ void fp8_gemm_by_runs(const Fp8Operand& a, const Fp8Operand& b, float* c, const 
     fp8_to_bf16(b.matrix.data, n * k, b.matrix.format, d);
     b_bf16 = d;
   }
-  float* partial = buffer(partial_buffer, size_t(m * n));
-  float* sa = buffer(sa_buffer, size_t(m));
-  float* sb = buffer(sb_buffer, size_t(n));
-  for (int64_t k0 = 0; k0 < k; k0 += kFp8Tile) {
-    const int64_t kc = std::min(kFp8Tile, k - k0);
-    // op(A) [m, kc]: A stored [m, k] (direct) or [k, m] (transposed); op(B) [kc, n] from B [n, k] or [k, n].
-    const uint16_t* ap = a.transposed ? a_bf16 + k0 * m : a_bf16 + k0;
-    const uint16_t* bp = b.transposed ? b_bf16 + k0 * n : b_bf16 + k0;
-    gemm_bf16(a.transposed ? Trans::yes : Trans::no, b.transposed ? Trans::no : Trans::yes, m, n, kc, 1.0f, ap,
-              a.transposed ? m : k, bp, b.transposed ? n : k, 0.0f, partial, n);
-    for (int64_t i = 0; i < m; ++i) sa[i] = a.scale(i, k0);
-    for (int64_t j = 0; j < n; ++j) sb[j] = b.scale(j, k0);
-    parallel_for(m, std::max<int64_t>(1, 16384 / n), [&](int64_t r0, int64_t r1) {
-      for (int64_t i = r0; i < r1; ++i) {
-        const float si = sa[i];
-        const float* p = partial + i * n;
-        float* ci = c + i * n;
-        for (int64_t j = 0; j < n; ++j) ci[j] = std::fma(p[j], si * sb[j], ci[j]);
-      }
+  // Rows are cut into panels small enough that a panel's partial sums stay in cache between the matmul
+  // of a run and its promotion; each panel is one thread's (oneDNN runs single-threaded inside a
+  // parallel_for worker), its runs in k order, so every element of C is summed in a fixed order.
+  const int64_t runs = (k + kFp8Tile - 1) / kFp8Tile;
+  const int64_t panel = std::clamp<int64_t>((int64_t(1) << 18) / std::max<int64_t>(n, 1) / 16 * 16, 32, 256);
+  const int64_t panels = (m + panel - 1) / panel;
+  float* sb = buffer(sb_buffer, size_t(runs * n));  // [run, n]
+  for (int64_t r = 0; r < runs; ++r)
+    for (int64_t j = 0; j < n; ++j) sb[r * n + j] = b.scale(j, r * kFp8Tile);
+  const Trans ta = a.transposed ? Trans::yes : Trans::no, tb = b.transposed ? Trans::no : Trans::yes;
+  const int64_t lda = a.transposed ? m : k, ldb = b.transposed ? n : k;
+  const auto run_panel = [&](int64_t i0, int64_t rows, float* partial, float* sa) {
+    for (int64_t r = 0; r < runs; ++r) {
+      const int64_t k0 = r * kFp8Tile, kc = std::min(kFp8Tile, k - k0);
+      // op(A) rows [i0, i0 + rows) of run r: A stored [m, k] (direct) or [k, m] (transposed); op(B) [kc, n]
+      // from B stored [n, k] or [k, n].
+      const uint16_t* ap = a.transposed ? a_bf16 + k0 * m + i0 : a_bf16 + i0 * k + k0;
+      const uint16_t* bp = b.transposed ? b_bf16 + k0 * n : b_bf16 + k0;
+      gemm_bf16(ta, tb, rows, n, kc, 1.0f, ap, lda, bp, ldb, 0.0f, partial, n);
+      for (int64_t i = 0; i < rows; ++i) sa[i] = a.scale(i0 + i, k0);
+      for (int64_t i = 0; i < rows; ++i) promote_row(partial + i * n, sa[i], sb + r * n, n, c + (i0 + i) * n);
+    }
+  };
+  if (panels >= num_threads()) {
+    parallel_for(panels, 1, [&](int64_t p0, int64_t p1) {
+      thread_local std::vector<float> partial, sa;
+      float* pb = buffer(partial, size_t(panel * n));
+      float* sab = buffer(sa, size_t(panel));
+      for (int64_t q = p0; q < p1; ++q) run_panel(q * panel, std::min(panel, m - q * panel), pb, sab);
     });
+  } else {  // too few rows to share by panels: one panel of all rows, oneDNN threading each matmul
+    run_panel(0, m, buffer(partial_buffer, size_t(m * n)), buffer(sa_buffer, size_t(m)));
   }
 }
 
