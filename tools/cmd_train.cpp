@@ -144,11 +144,10 @@ int run_train(const TrainArgs& a) {
         bar.set_note(step_note(r, last_val));
         bar.update(r.step - first_step);
         if (!terminal && !a.quiet && (r.step % log_every == 0 || r.val_loss || r.step == o.steps)) {
-          // The ETA extrapolates this process's own pace (a resumed run's earlier steps may have run elsewhere).
-          const double pace = bar.elapsed_seconds() / double(r.step - first_step);
+          // The bar's ETA: this process's own pace (a resumed run's earlier steps may have run elsewhere).
           std::fprintf(stderr, "[train] step %lld/%lld  %s  %s elapsed, ETA %s\n", (long long)r.step,
                        (long long)o.steps, step_note(r, last_val).c_str(), format_duration(r.elapsed_s).c_str(),
-                       format_duration(pace * double(o.steps - r.step)).c_str());
+                       format_duration(bar.eta_seconds()).c_str());
         }
       },
       &g_stop);

@@ -69,6 +69,13 @@ double ProgressBar::elapsed_seconds() const {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
 }
 
+double ProgressBar::eta_seconds() const {
+  const int64_t done = done_.load(std::memory_order_relaxed);
+  const int64_t total = total_.load(std::memory_order_relaxed);
+  if (total <= 0 || done <= 0) return -1.0;
+  return double(std::max<int64_t>(total - done, 0)) * elapsed_seconds() / double(done);
+}
+
 void ProgressBar::add(int64_t amount) {
   done_.fetch_add(amount, std::memory_order_relaxed);
   maybe_draw();
@@ -120,7 +127,7 @@ std::string ProgressBar::line(bool final) const {
     if (elapsed > 0.2 && done > 0) {
       const double rate = double(done) / elapsed;
       out += "  " + format_count(rate) + unit + "/s";
-      if (total > done) out += "  ETA " + format_duration(double(total - done) / rate);
+      if (total > done) out += "  ETA " + format_duration(eta_seconds());
     }
   }
   if (!note_.empty()) out += "  " + note_;

@@ -39,6 +39,8 @@ class ProgressBar {
 
   int64_t done() const { return done_.load(std::memory_order_relaxed); }
   double elapsed_seconds() const;
+  // Seconds left at the pace so far; negative while unknown (no total, or nothing done yet).
+  double eta_seconds() const;
   bool is_terminal() const { return terminal_; }
 
  private:

@@ -76,7 +76,7 @@ void fp8_gemm_by_runs(const Fp8Operand& a, const Fp8Operand& b, float* c, const 
   if (k == 0) return;
 
   thread_local std::vector<uint16_t> a_decoded, b_decoded;
-  thread_local std::vector<float> partial_buffer, sa_buffer, sb_buffer;
+  thread_local std::vector<float> partial_buffer, sb_buffer;
   if (!a_bf16) {
     uint16_t* d = buffer(a_decoded, size_t(m * k));
     fp8_to_bf16(a.matrix.data, m * k, a.matrix.format, d);
@@ -98,7 +98,7 @@ void fp8_gemm_by_runs(const Fp8Operand& a, const Fp8Operand& b, float* c, const 
     for (int64_t j = 0; j < n; ++j) sb[r * n + j] = b.scale(j, r * kFp8Tile);
   const Trans ta = a.transposed ? Trans::yes : Trans::no, tb = b.transposed ? Trans::no : Trans::yes;
   const int64_t lda = a.transposed ? m : k, ldb = b.transposed ? n : k;
-  const auto run_panel = [&](int64_t i0, int64_t rows, float* partial, float* sa) {
+  const auto run_panel = [&](int64_t i0, int64_t rows, float* partial) {
     for (int64_t r = 0; r < runs; ++r) {
       const int64_t k0 = r * kFp8Tile, kc = std::min(kFp8Tile, k - k0);
       // op(A) rows [i0, i0 + rows) of run r: A stored [m, k] (direct) or [k, m] (transposed); op(B) [kc, n]
@@ -106,19 +106,18 @@ void fp8_gemm_by_runs(const Fp8Operand& a, const Fp8Operand& b, float* c, const 
       const uint16_t* ap = a.transposed ? a_bf16 + k0 * m + i0 : a_bf16 + i0 * k + k0;
       const uint16_t* bp = b.transposed ? b_bf16 + k0 * n : b_bf16 + k0;
       gemm_bf16(ta, tb, rows, n, kc, 1.0f, ap, lda, bp, ldb, 0.0f, partial, n);
-      for (int64_t i = 0; i < rows; ++i) sa[i] = a.scale(i0 + i, k0);
-      for (int64_t i = 0; i < rows; ++i) promote_row(partial + i * n, sa[i], sb + r * n, n, c + (i0 + i) * n);
+      for (int64_t i = 0; i < rows; ++i)
+        promote_row(partial + i * n, a.scale(i0 + i, k0), sb + r * n, n, c + (i0 + i) * n);
     }
   };
   if (panels >= num_threads()) {
     parallel_for(panels, 1, [&](int64_t p0, int64_t p1) {
-      thread_local std::vector<float> partial, sa;
+      thread_local std::vector<float> partial;
       float* pb = buffer(partial, size_t(panel * n));
-      float* sab = buffer(sa, size_t(panel));
-      for (int64_t q = p0; q < p1; ++q) run_panel(q * panel, std::min(panel, m - q * panel), pb, sab);
+      for (int64_t q = p0; q < p1; ++q) run_panel(q * panel, std::min(panel, m - q * panel), pb);
     });
   } else {  // too few rows to share by panels: one panel of all rows, oneDNN threading each matmul
-    run_panel(0, m, buffer(partial_buffer, size_t(m * n)), buffer(sa_buffer, size_t(m)));
+    run_panel(0, m, buffer(partial_buffer, size_t(m * n)));
   }
 }
 
