@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Quick start (2): set up and build if needed, then run the test suite.
+# Quick start (2): set up and build if needed, then run the test suite (tests/run.sh: a clean
+# environment, skipped tests fail the run).
 #   scripts/test.sh                 all tests
-#   DSV3_TEST_ARGS="-L unit" scripts/test.sh   a subset (ctest arguments)
+#   scripts/test.sh -L unit         a subset (any ctest arguments)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+unset DSV3_SKIP_BUILD  # the tests run against a fresh build, always
 bash scripts/setup.sh
-# Tests run two at a time on 2 cores: threads that spin while waiting would starve the other test.
-export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
-ctest --test-dir build --output-on-failure -j"$(nproc)" ${DSV3_TEST_ARGS:-}
+exec bash tests/run.sh build "$@"

