@@ -1,5 +1,6 @@
-// FP8 conversions and fine-grained quantizers (src/ops/fp8.h): the vectorized versions against their
-// scalar definitions (dtype.h, quantize.h, reference::quantize_fp8), bit for bit.
+// FP8 conversions and fine-grained quantizers (src/ops/fp8.h): every implementation of the fp8_convert
+// family (ops/kernels.h: AVX-512, AVX2, scalar — those this build holds) against the scalar definitions
+// (dtype.h, quantize.h, reference::quantize_fp8), bit for bit.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -10,6 +11,7 @@
 #include <vector>
 
 #include "core/dtype.h"
+#include "kernel_paths.h"
 #include "ops/fp8.h"
 #include "ops/quantize.h"
 
@@ -65,6 +67,9 @@ std::vector<float> random_matrix(int64_t rows, int64_t cols, uint32_t seed, floa
   return x;
 }
 
+class Fp8ConvertKernels : public dsv3::testing::KernelChoiceTest {};
+DSV3_KERNEL_CHOICES(Fp8ConvertKernels, KernelFamily::fp8_convert);
+
 }  // namespace
 
 TEST(Fp8Convert, FormatConstants) {
@@ -77,7 +82,7 @@ TEST(Fp8Convert, FormatConstants) {
   }
 }
 
-TEST(Fp8Convert, DecodeEveryCode) {
+TEST_P(Fp8ConvertKernels, DecodeEveryCode) {
   for (Fp8Format f : kFormats) {
     std::vector<uint8_t> codes(256 + 37);
     for (size_t i = 0; i < codes.size(); ++i) codes[i] = uint8_t(i * 7 + 3);  // all 256 codes, shuffled
@@ -95,7 +100,7 @@ TEST(Fp8Convert, DecodeEveryCode) {
 
 // Every value, every midpoint between neighbours (the round-to-even ties), and the f32 neighbours of
 // both, positive and negative, past the largest value and below the smallest subnormal.
-TEST(Fp8Convert, EncodeValuesMidpointsAndNeighbours) {
+TEST_P(Fp8ConvertKernels, EncodeValuesMidpointsAndNeighbours) {
   for (Fp8Format f : kFormats) {
     const std::vector<float> v = finite_values(f);
     std::vector<float> x;
@@ -127,7 +132,7 @@ TEST(Fp8Convert, EncodeValuesMidpointsAndNeighbours) {
   }
 }
 
-TEST(Fp8Convert, EncodeSpecials) {
+TEST_P(Fp8ConvertKernels, EncodeSpecials) {
   const float inf = std::numeric_limits<float>::infinity();
   std::vector<float> x = {0.0f,
                           -0.0f,
@@ -176,7 +181,7 @@ TEST(Fp8Convert, EncodeSpecials) {
 }
 
 // Every f32 subnormal exponent and the binades around the FP8 subnormal range.
-TEST(Fp8Convert, EncodeSubnormalsAndSmallValues) {
+TEST_P(Fp8ConvertKernels, EncodeSubnormalsAndSmallValues) {
   std::mt19937 rng(7);
   std::vector<float> x;
   for (int e = -149; e <= -3; ++e)
@@ -191,7 +196,7 @@ TEST(Fp8Convert, EncodeSubnormalsAndSmallValues) {
 
 // 10M random f32: half uniform bit patterns (every class: NaN, inf, huge, subnormal), half log-uniform
 // magnitudes over the FP8 range and a little beyond.
-TEST(Fp8Convert, EncodeTenMillionRandom) {
+TEST_P(Fp8ConvertKernels, EncodeTenMillionRandom) {
   constexpr size_t kN = 10'000'000;
   std::mt19937 rng(2024);
   std::vector<float> x(kN);
@@ -207,7 +212,7 @@ TEST(Fp8Convert, EncodeTenMillionRandom) {
   }
 }
 
-TEST(Fp8Convert, ScaledEncodeDividesByScale) {
+TEST_P(Fp8ConvertKernels, ScaledEncodeDividesByScale) {
   const std::vector<float> x = random_matrix(1, 1000, 3, 3.0f);
   for (Fp8Format f : kFormats)
     for (float scale : {1.0f, 0.0078125f, 3.7e-3f, 112.5f}) {
@@ -231,7 +236,7 @@ TEST(Fp8Convert, ScaleFormula) {
 }
 
 // Fast quantizers == scalar twins for every format × tiling × scale kind, at awkward shapes.
-TEST(Fp8Convert, QuantizeMatchesReference) {
+TEST_P(Fp8ConvertKernels, QuantizeMatchesReference) {
   const int64_t shapes[][2] = {{1, 1}, {3, 127}, {1, 129}, {129, 130}, {128, 128}, {257, 385}, {5, 300}};
   for (auto [rows, cols] : shapes)
     for (Fp8Format f : kFormats)
@@ -250,7 +255,7 @@ TEST(Fp8Convert, QuantizeMatchesReference) {
 }
 
 // For E4M3 the reference agrees with quantize.h, the quantizer the checkpoints' weights follow.
-TEST(Fp8Convert, QuantizeAgreesWithCheckpointQuantizer) {
+TEST_P(Fp8ConvertKernels, QuantizeAgreesWithCheckpointQuantizer) {
   for (bool pow2 : {false, true}) {
     const int64_t rows = 200, cols = 300;
     const std::vector<float> x = random_matrix(rows, cols, 11, 1.0f);
@@ -270,7 +275,7 @@ TEST(Fp8Convert, QuantizeAgreesWithCheckpointQuantizer) {
 }
 
 // 128×1 worked by hand: each column of a 130-row matrix has its own scale per 128 rows.
-TEST(Fp8Convert, Tile128x1ScalesPerColumn) {
+TEST_P(Fp8ConvertKernels, Tile128x1ScalesPerColumn) {
   const int64_t rows = 130, cols = 2;
   std::vector<float> x(size_t(rows * cols), 0.0f);
   x[10 * cols + 0] = -7.0f;    // column 0, rows 0..127: amax 7 -> scale 7/448 = 2^-6
@@ -289,7 +294,7 @@ TEST(Fp8Convert, Tile128x1ScalesPerColumn) {
 }
 
 // Round trip: |dequantized - x| <= half an FP8 ulp of x/s, times s (plus a few f32 ulps).
-TEST(Fp8Convert, DequantizeRoundTripWithinHalfUlp) {
+TEST_P(Fp8ConvertKernels, DequantizeRoundTripWithinHalfUlp) {
   const int64_t rows = 131, cols = 259;
   const std::vector<float> x = random_matrix(rows, cols, 5, 2.0f);
   for (Fp8Format f : kFormats)
@@ -312,7 +317,7 @@ TEST(Fp8Convert, DequantizeRoundTripWithinHalfUlp) {
     }
 }
 
-TEST(Fp8Convert, TransposeIsExact) {
+TEST_P(Fp8ConvertKernels, TransposeIsExact) {
   const int64_t rows = 150, cols = 260;
   const std::vector<float> x = random_matrix(rows, cols, 9, 1.0f);
   for (Fp8Tiling t : kTilings) {
@@ -329,7 +334,7 @@ TEST(Fp8Convert, TransposeIsExact) {
 }
 
 // DeepSeek-V3 sizes: a hidden-state batch (7168 = 56 tiles) and a weight slab with a partial block.
-TEST(Fp8Convert, QuantizeDeepSeekSizes) {
+TEST_P(Fp8ConvertKernels, QuantizeDeepSeekSizes) {
   struct Case {
     int64_t rows, cols;
     Fp8Tiling tiling;
@@ -347,7 +352,7 @@ TEST(Fp8Convert, QuantizeDeepSeekSizes) {
   }
 }
 
-TEST(Fp8Convert, NanAndInfinityInQuantizerMatchReference) {
+TEST_P(Fp8ConvertKernels, NanAndInfinityInQuantizerMatchReference) {
   std::vector<float> x = random_matrix(3, 300, 4);
   x[7] = std::numeric_limits<float>::quiet_NaN();         // tile (0, 0): NaN ignored by amax, encodes 0x7F
   x[300 + 130] = std::numeric_limits<float>::infinity();  // tile (1, 1): scale inf, elements NaN or 0

@@ -1,9 +1,12 @@
-// FP8 GEMM (src/ops/fp8.h): the fast kernel against the scalar reference and a float64 reference on
-// the dequantized operands (error bound from fp8_gemm_error_bound), the three training GEMM layouts,
-// and the emulated narrow tensor-core accumulator with and without promotion at K = 4096.
+// FP8 GEMM (src/ops/fp8.h): every kernel this build holds (ops/kernels.h fp8_gemm family, and
+// fp8_gemm_by_runs on each bf16_matmul implementation) against its scalar twin — bit for bit where the
+// arithmetic allows — and against a float64 reference on the dequantized operands (error bound from
+// fp8_gemm_error_bound); the three training GEMM layouts; and the emulated narrow tensor-core
+// accumulator with and without promotion at K = 4096.
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdio>
 #include <random>
@@ -13,7 +16,9 @@
 #include "core/dtype.h"
 #include "core/error.h"
 #include "core/parallel.h"
+#include "kernel_paths.h"
 #include "ops/fp8.h"
+#include "ops/gemm.h"
 
 using namespace dsv3;
 
@@ -81,6 +86,41 @@ void exact_gemm(const Fp8Operand& a, const Fp8Operand& b, std::vector<double>& c
 
 bool kernel_is_k_ordered() { return std::string(fp8_gemm_kernel()) != "avx512_bf16"; }
 
+// An operand whose every sum is exact in f32 in any order: E4M3 codes with exponents 2^0..2^3 (values
+// 1..15 in steps of 1/8, so products are multiples of 2^-6 below 2^8) and power-of-two scales that
+// depend on the outer index only (so sA·sB is the same for every run of an output). A run of 128
+// products stays below 2^15, and three promoted runs below 2^17: at most 23 bits of multiples of
+// 2^-6·sA·sB. Every kernel, whatever its order of summation, must give the reference's bits here.
+Operand exact_sum_operand(int64_t outer, int64_t k, Fp8Tiling t, bool transposed, uint32_t seed) {
+  Operand r;
+  const int64_t rows = transposed ? k : outer, cols = transposed ? outer : k;
+  std::mt19937 rng(seed);
+  r.storage.q.resize(size_t(rows * cols));
+  for (uint8_t& code : r.storage.q) {
+    const uint32_t bits = rng();
+    code = uint8_t((bits & 0x80) | ((7 + (bits >> 8) % 4) << 3) | ((bits >> 16) & 7));
+  }
+  const int64_t scale_rows = fp8_scale_rows(t, rows), scale_cols = fp8_scale_cols(t, cols);
+  r.storage.s.resize(size_t(scale_rows * scale_cols));
+  for (int64_t i = 0; i < scale_rows; ++i)
+    for (int64_t j = 0; j < scale_cols; ++j) {
+      const int64_t outer = transposed ? j : i;
+      r.storage.s[size_t(i * scale_cols + j)] = std::ldexp(1.0f, int((outer * 7 + seed) % 5) - 2);
+    }
+  r.storage.m = Fp8Matrix{r.storage.q.data(), r.storage.s.data(), rows, cols, Fp8Format::e4m3, t};
+  r.op = Fp8Operand{r.storage.m, transposed};
+  return r;
+}
+
+// fp8_gemm with each implementation of the fp8_gemm family.
+class Fp8GemmKernels : public dsv3::testing::KernelChoiceTest {};
+DSV3_KERNEL_CHOICES(Fp8GemmKernels, KernelFamily::fp8_gemm);
+
+// fp8_gemm_by_runs with each implementation of the bf16_matmul family (oneDNN's bf16 matmul where the CPU
+// has one, and the fallback every CPU runs).
+class Fp8GemmByRuns : public dsv3::testing::KernelChoiceTest {};
+DSV3_KERNEL_CHOICES(Fp8GemmByRuns, KernelFamily::bf16_matmul);
+
 struct Layout {
   const char* name;
   Fp8Tiling a_tiling;
@@ -118,7 +158,7 @@ ErrorStats error_stats(const std::vector<float>& c, const std::vector<double>& e
 
 // Fast kernel vs reference (bit-exact for the k-ordered kernels) and vs float64 (error bound), at sizes
 // around the register tiles (6×16, 12×32) and the 128-runs of k, for every operand layout.
-TEST(Fp8Gemm, FastMatchesReferenceAndBound) {
+TEST_P(Fp8GemmKernels, FastMatchesReferenceAndBound) {
   const int64_t shapes[][3] = {{1, 1, 1},     {1, 33, 7},  {5, 17, 130},   {13, 31, 257}, {6, 16, 128},
                                {12, 32, 256}, {7, 1, 129}, {97, 100, 384}, {50, 257, 200}};
   std::printf("[ fp8 gemm ] kernel %s\n", fp8_gemm_kernel());
@@ -151,7 +191,7 @@ TEST(Fp8Gemm, FastMatchesReferenceAndBound) {
 
 // Fprop, Dgrad and Wgrad of a linear layer y = x·Wᵀ, quantized as DeepSeek does, against float64
 // sums written out with the layers' own index formulas (so the layouts mean what fp8.h says).
-TEST(Fp8Gemm, TrainingGemmLayouts) {
+TEST_P(Fp8GemmKernels, TrainingGemmLayouts) {
   const int64_t tokens = 130, in = 200, out = 260;
   const std::vector<float> x = random_normal(tokens * in, 1), w = random_normal(out * in, 2, 0.02f),
                            dy = random_normal(tokens * out, 3, 1e-3f);
@@ -202,7 +242,7 @@ TEST(Fp8Gemm, TrainingGemmLayouts) {
   for (size_t i = 0; i < dx.size(); ++i) ASSERT_EQ(f32_to_bits(dx[i]), f32_to_bits(dx2[i])) << i;
 }
 
-TEST(Fp8Gemm, AccumulateAddsToC) {
+TEST_P(Fp8GemmKernels, AccumulateAddsToC) {
   const Operand a = random_operand(20, 300, Fp8Format::e4m3, Fp8Tiling::tile_1x128, false, 5);
   const Operand b = random_operand(40, 300, Fp8Format::e4m3, Fp8Tiling::block_128x128, false, 6);
   std::vector<float> c0 = random_normal(20 * 40, 7, 10.0f), c = c0, c_ref = c0;
@@ -222,7 +262,7 @@ TEST(Fp8Gemm, AccumulateAddsToC) {
 }
 
 // A DeepSeek-V3 shape: 32 tokens through a slice of a 7168-wide projection (56 runs of k).
-TEST(Fp8Gemm, DeepSeekWidth) {
+TEST_P(Fp8GemmKernels, DeepSeekWidth) {
   const Operand a = random_operand(32, 7168, Fp8Format::e4m3, Fp8Tiling::tile_1x128, false, 8);
   const Operand b = random_operand(96, 7168, Fp8Format::e4m3, Fp8Tiling::block_128x128, false, 9);
   std::vector<float> c(32 * 96), c_ref(c.size());
@@ -238,7 +278,26 @@ TEST(Fp8Gemm, DeepSeekWidth) {
   }
 }
 
-TEST(Fp8Gemm, SameBitsForAnyThreadCount) {
+// Every kernel, the pair-summing avx512_bf16 one included, gives the reference's bits wherever every
+// partial sum is exact in f32, for every layout and at sizes around the register tiles.
+TEST_P(Fp8GemmKernels, BitExactWhereEverySumIsExact) {
+  const int64_t shapes[][3] = {{1, 1, 1}, {13, 31, 257}, {12, 32, 256}, {97, 100, 384}, {200, 300, 130}};
+  uint32_t seed = 60;
+  for (auto [m_len, n_len, k_len] : shapes)
+    for (const Layout& l : kLayouts) {
+      const Operand a = exact_sum_operand(m_len, k_len, l.a_tiling, l.a_transposed, seed++);
+      const Operand b = exact_sum_operand(n_len, k_len, l.b_tiling, l.b_transposed, seed++);
+      std::vector<float> c(size_t(m_len * n_len), -1.0f), c_ref(c.size(), -2.0f);
+      fp8_gemm(a.op, b.op, c.data());
+      reference::fp8_gemm(a.op, b.op, c_ref.data());
+      for (size_t i = 0; i < c.size(); ++i)
+        ASSERT_EQ(f32_to_bits(c[i]), f32_to_bits(c_ref[i]))
+            << l.name << " " << m_len << "x" << n_len << "x" << k_len << " element " << i << ": " << c[i] << " vs "
+            << c_ref[i];
+    }
+}
+
+TEST_P(Fp8GemmKernels, SameBitsForAnyThreadCount) {
   const Operand a = random_operand(200, 384, Fp8Format::e4m3, Fp8Tiling::tile_128x1, true, 10);
   const Operand b = random_operand(300, 384, Fp8Format::e4m3, Fp8Tiling::tile_128x1, true, 11);
   const int saved = num_threads();
@@ -251,7 +310,7 @@ TEST(Fp8Gemm, SameBitsForAnyThreadCount) {
   for (size_t i = 0; i < c1.size(); ++i) ASSERT_EQ(f32_to_bits(c1[i]), f32_to_bits(c2[i])) << i;
 }
 
-TEST(Fp8Gemm, NanPropagatesToItsRowOnly) {
+TEST_P(Fp8GemmKernels, NanPropagatesToItsRowOnly) {
   Operand a = random_operand(8, 256, Fp8Format::e4m3, Fp8Tiling::tile_1x128, false, 12);
   const Operand b = random_operand(20, 256, Fp8Format::e4m3, Fp8Tiling::block_128x128, false, 13);
   a.storage.q[3 * 256 + 200] = 0x7f;  // E4M3 NaN in row 3
@@ -365,9 +424,11 @@ TEST(Fp8Gemm, NarrowAccumulatorAtK4096) {
   EXPECT_GT(run(0, 12).max_rel, narrow.max_rel);
 }
 
-// The training GEMM on the bf16 matmul: every layout of the three linear-layer GEMMs, partial runs of
-// k, accumulation, and pre-decoded operands, all within the FP32-promotion error bound.
-TEST(Fp8GemmByRuns, WithinTheBoundForEveryLayout) {
+// The training GEMM: every layout of the three linear-layer GEMMs, partial runs of k, accumulation, and
+// pre-decoded operands, against its scalar twin (whose partial sums are exact before one rounding, so
+// the two differ by at most the run sums' f32 rounding) and the FP32-promotion error bound; bit for bit
+// with the twin where every sum is exact.
+TEST_P(Fp8GemmByRuns, MatchesItsTwinWithinTheBoundForEveryLayout) {
   struct Case {
     int64_t m, n, k;
     Fp8Tiling ta, tb;
@@ -385,10 +446,11 @@ TEST(Fp8GemmByRuns, WithinTheBoundForEveryLayout) {
     for (bool accumulate : {false, true}) {
       const Operand a = random_operand(t.m, t.k, Fp8Format::e4m3, t.ta, t.a_transposed, seed++);
       const Operand b = random_operand(t.n, t.k, Fp8Format::e4m3, t.tb, t.b_transposed, seed++);
-      std::vector<float> c0 = random_normal(t.m * t.n, seed++, 3.0f), c = c0, c2 = c0;
+      std::vector<float> c0 = random_normal(t.m * t.n, seed++, 3.0f), c = c0, c2 = c0, c_twin = c0;
       Fp8GemmOptions options;
       options.accumulate = accumulate;
       fp8_gemm_by_runs(a.op, b.op, c.data(), options);
+      reference::fp8_gemm_by_runs(a.op, b.op, c_twin.data(), options);
       // Pre-decoded operands give the same bits.
       std::vector<uint16_t> ad(a.op.matrix.rows * a.op.matrix.cols), bd(b.op.matrix.rows * b.op.matrix.cols);
       fp8_to_bf16(a.op.matrix.data, int64_t(ad.size()), Fp8Format::e4m3, ad.data());
@@ -396,13 +458,34 @@ TEST(Fp8GemmByRuns, WithinTheBoundForEveryLayout) {
       fp8_gemm_by_runs(a.op, b.op, c2.data(), options, ad.data(), bd.data());
       std::vector<double> exact, abs_dot;
       exact_gemm(a.op, b.op, exact, abs_dot);
+      const std::string where = std::to_string(t.m) + "x" + std::to_string(t.n) + "x" + std::to_string(t.k);
       for (size_t i = 0; i < c.size(); ++i) {
         const double base = accumulate ? c0[i] : 0.0;
-        ASSERT_LE(std::fabs(double(c[i]) - (base + exact[i])),
-                  fp8_gemm_error_bound(t.k, abs_dot[i] + std::fabs(base)) + 1e-6 * std::fabs(base))
-            << t.m << "x" << t.n << "x" << t.k << " i " << i;
+        const double bound = fp8_gemm_error_bound(t.k, abs_dot[i] + std::fabs(base)) + 1e-6 * std::fabs(base);
+        ASSERT_LE(std::fabs(double(c[i]) - (base + exact[i])), bound) << where << " i " << i;
+        ASSERT_LE(std::fabs(double(c_twin[i]) - (base + exact[i])), bound) << where << " twin, i " << i;
+        ASSERT_LE(std::fabs(double(c[i]) - double(c_twin[i])), bound) << where << " vs twin, i " << i;
         ASSERT_EQ(f32_to_bits(c[i]), f32_to_bits(c2[i])) << i;
       }
     }
   }
+}
+
+TEST_P(Fp8GemmByRuns, BitExactWithItsTwinWhereEverySumIsExact) {
+  std::printf("[ fp8 gemm by runs ] bf16 matmul %s: %s\n", GetParam().variant.c_str(),
+              has_native_bf16_gemm() ? "runs by 128-runs on oneDNN's bf16 matmul" : "falls back to fp8_gemm");
+  uint32_t seed = 80;
+  for (const Layout& l : kLayouts)
+    for (auto [m_len, n_len, k_len] : {std::array<int64_t, 3>{33, 70, 300}, std::array<int64_t, 3>{300, 200, 384}}) {
+      const Operand a = exact_sum_operand(m_len, k_len, l.a_tiling, l.a_transposed, seed++);
+      const Operand b = exact_sum_operand(n_len, k_len, l.b_tiling, l.b_transposed, seed++);
+      std::vector<float> c(size_t(m_len * n_len)), c_twin(c.size()), c_ref(c.size());
+      fp8_gemm_by_runs(a.op, b.op, c.data());
+      reference::fp8_gemm_by_runs(a.op, b.op, c_twin.data());
+      reference::fp8_gemm(a.op, b.op, c_ref.data());
+      for (size_t i = 0; i < c.size(); ++i) {
+        ASSERT_EQ(f32_to_bits(c[i]), f32_to_bits(c_twin[i])) << l.name << " " << m_len << "x" << n_len << " " << i;
+        ASSERT_EQ(f32_to_bits(c_twin[i]), f32_to_bits(c_ref[i])) << l.name << " " << m_len << "x" << n_len << " " << i;
+      }
+    }
 }

@@ -1,5 +1,5 @@
-// The training GEMMs (ops/gemm.h: f32 and BF16) and the bf16 conversions of BF16 operands (ops/ops.h)
-// against their scalar twins.
+// The training GEMMs (ops/gemm.h: f32 and BF16, the latter with each bf16_matmul implementation of
+// ops/kernels.h) and the bf16 conversions of BF16 operands (ops/ops.h) against their scalar twins.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -9,6 +9,7 @@
 
 #include "core/dtype.h"
 #include "core/error.h"
+#include "kernel_paths.h"
 #include "ops/gemm.h"
 #include "ops/ops.h"
 
@@ -76,11 +77,14 @@ TEST(GemmF32, MatchesTheScalarTwinAllTransposes) {
   EXPECT_THROW(gemm(Trans::no, Trans::no, 2, 2, 2, 1.0f, x.data(), 1, x.data(), 2, 0.0f, x.data(), 2), Error);
 }
 
-TEST(GemmBf16, MatchesTheScalarTwinAllTransposes) {
+class GemmBf16Kernels : public dsv3::testing::KernelChoiceTest {};
+DSV3_KERNEL_CHOICES(GemmBf16Kernels, KernelFamily::bf16_matmul);
+
+TEST_P(GemmBf16Kernels, MatchesTheScalarTwinAllTransposes) {
   check_against_twin(static_cast<GemmFn>(&gemm_bf16), static_cast<GemmFn>(&reference::gemm_bf16), 23);
 }
 
-TEST(GemmBf16, RoundsItsOperands) {
+TEST_P(GemmBf16Kernels, RoundsItsOperands) {
   // 1 + 2^-10 is not a bf16 value (8 significant bits): it rounds to 1, so a BF16 GEMM of ones gives k.
   const int64_t k = 64;
   std::vector<float> a(size_t(k), 1.0f + 1.0f / 1024), b(size_t(k), 1.0f);
@@ -91,7 +95,7 @@ TEST(GemmBf16, RoundsItsOperands) {
   EXPECT_NEAR(c32, float(k) * (1.0f + 1.0f / 1024), 1e-4);
 }
 
-TEST(GemmBf16, TrainingShapes) {
+TEST_P(GemmBf16Kernels, TrainingShapes) {
   // The expert and projection shapes of the `small` training preset, against the scalar twin.
   std::mt19937 rng(29);
   std::normal_distribution<float> dist(0.0f, 0.05f);

@@ -1,6 +1,8 @@
 // linear(): every kernel path (GEMV, oneDNN GEMM) against reference::linear, for every weight dtype,
 // both precisions, awkward shapes around the 16-column chunk and the 128×128 FP8 block, and real
-// DeepSeek-V3 shapes. Tolerance from the error bound of f32 accumulation:
+// DeepSeek-V3 shapes — each test once per implementation of the kernel families linear() runs on
+// (ops/kernels.h: gemv for the GEMV and the weight decoders, bf16_matmul for BF16 weights' GEMMs,
+// fp8_gemm and fp8_convert for FP8 activations). Tolerance from the error bound of f32 accumulation:
 //   |y - y_ref| <= (cols + 16) · 2^-24 · Σ_c |w_rc · x_c|
 // (the reference accumulates in double and rounds once; with Precision::bf16 both round x to bf16
 // first, so that rounding is not part of the difference).
@@ -13,6 +15,7 @@
 
 #include "core/error.h"
 #include "core/parallel.h"
+#include "kernel_paths.h"
 #include "ops/fp8.h"
 #include "ops/linear.h"
 #include "ops/quantize.h"
@@ -115,7 +118,14 @@ constexpr Precision kPrecisions[] = {Precision::f32, Precision::bf16};
 
 }  // namespace
 
-TEST(Linear, AwkwardShapesEveryDtypeFewTokens) {
+// Tests of the GEMV, the weight decoders and the GEMM path, with each gemv and bf16_matmul implementation.
+class LinearKernels : public dsv3::testing::KernelChoiceTest {};
+DSV3_KERNEL_CHOICES(LinearKernels, KernelFamily::gemv, KernelFamily::bf16_matmul);
+// Precision::fp8, with each implementation of the FP8 families and of the bf16 matmul.
+class LinearFp8Kernels : public dsv3::testing::KernelChoiceTest {};
+DSV3_KERNEL_CHOICES(LinearFp8Kernels, KernelFamily::fp8_gemm, KernelFamily::fp8_convert, KernelFamily::bf16_matmul);
+
+TEST_P(LinearKernels, AwkwardShapesEveryDtypeFewTokens) {
   const int64_t sizes[] = {1, 31, 32, 33, 127, 128, 129, 300};
   uint32_t seed = 1;
   for (DType dtype : kDtypes)
@@ -127,7 +137,7 @@ TEST(Linear, AwkwardShapesEveryDtypeFewTokens) {
       }
 }
 
-TEST(Linear, ManyTokensBothPaths) {
+TEST_P(LinearKernels, ManyTokensBothPaths) {
   const int64_t shapes[][2] = {{33, 129}, {300, 127}, {129, 300}, {1, 31}};
   uint32_t seed = 100;
   for (DType dtype : kDtypes)
@@ -146,7 +156,7 @@ TEST(Linear, ManyTokensBothPaths) {
 }
 
 // kv_a_proj_with_mqa [kv_lora + rope, H] = [576, 7168] and q_a_proj [q_lora, H] = [1536, 7168] (SPEC.md §1).
-TEST(Linear, DeepSeekV3Shapes) {
+TEST_P(LinearKernels, DeepSeekV3Shapes) {
   const TestWeight fp8 = make_weight(DType::F8_E4M3, 576, 7168, 7);
   const TestWeight bf16 = make_weight(DType::BF16, 576, 7168, 8);
   for (Precision p : kPrecisions) {
@@ -160,7 +170,7 @@ TEST(Linear, DeepSeekV3Shapes) {
   expect_matches_reference(q_a.w, 1, Precision::bf16);
 }
 
-TEST(Linear, Fp8OtherBlockSizes) {
+TEST_P(LinearKernels, Fp8OtherBlockSizes) {
   // 64 is a multiple of the FP8 kernels' 32-column chunk (fast path); 100 is not (reference fallback).
   for (int64_t block : {64, 100}) {
     const TestWeight t = make_weight(DType::F8_E4M3, 150, 230, 11, block);
@@ -172,7 +182,7 @@ TEST(Linear, Fp8OtherBlockSizes) {
   }
 }
 
-TEST(Linear, SameResultForAnyThreadCount) {
+TEST_P(LinearKernels, SameResultForAnyThreadCount) {
   const TestWeight t = make_weight(DType::F8_E4M3, 1000, 700, 12);
   const std::vector<float> x = make_x(3, 700, 13);
   std::vector<float> y1(3000), y2(3000);
@@ -185,7 +195,7 @@ TEST(Linear, SameResultForAnyThreadCount) {
   EXPECT_EQ(0, std::memcmp(y1.data(), y2.data(), y1.size() * sizeof(float)));
 }
 
-TEST(Linear, DequantizeRowsIsExact) {
+TEST_P(LinearKernels, DequantizeRowsIsExact) {
   for (DType dtype : kDtypes) {
     const TestWeight t = make_weight(dtype, 260, 145, 14);
     std::vector<float> out(size_t(100 * 145));
@@ -196,7 +206,7 @@ TEST(Linear, DequantizeRowsIsExact) {
   }
 }
 
-TEST(Linear, F16InfinityAndLargeValuesSurvive) {
+TEST_P(LinearKernels, F16InfinityAndLargeValuesSurvive) {
   TestWeight t = make_weight(DType::F16, 2, 40, 15);
   uint16_t* h = reinterpret_cast<uint16_t*>(t.data.data());
   h[3] = 0x7c00;          // +inf in row 0
@@ -229,7 +239,7 @@ TEST(Linear, RejectsBadWeights) {
 
 // With an identity weight y = x exactly, so this pins the activation rounding of Precision::bf16
 // (round to nearest even, as f32_to_bf16) and the FP8 path's exact power-of-two activation scaling.
-TEST(Linear, IdentityWeightReturnsRoundedActivations) {
+TEST_P(LinearKernels, IdentityWeightReturnsRoundedActivations) {
   const int64_t n = 40;
   for (DType dtype : kDtypes) {
     TestWeight t = make_weight(dtype, n, n, 18);
@@ -274,7 +284,7 @@ TEST(Linear, IdentityWeightReturnsRoundedActivations) {
 
 // Precision::fp8 (activations quantized per 1×128 tile, DeepSeek's dynamic scheme) against the reference
 // on the same quantized activations: the register kernel for few tokens, the bf16-matmul one for many.
-TEST(Linear, Fp8DynamicActivations) {
+TEST_P(LinearFp8Kernels, Fp8DynamicActivations) {
   const int64_t shapes[][2] = {{33, 129}, {300, 127}, {129, 300}, {256, 1024}};
   uint32_t seed = 300;
   for (const auto& s : shapes) {

@@ -133,16 +133,18 @@ void validate_fp8_gemm(const Fp8Operand& a, const Fp8Operand& b, const float* c,
 // and their products exact in f32, so the matmul's f32 sum is the run's partial sum, in its own order),
 // then promoted into C with the run's scales, C = fma(partial, sA·sB, C). Within fp8_gemm_error_bound;
 // deterministic for a given thread count. Default accumulation only. a_bf16 / b_bf16 (optional) are
-// the operands' codes already decoded to bf16 in the matrices' layout. Falls back to fp8_gemm on CPUs
-// without a bf16 matmul.
+// the operands' codes already decoded to bf16 in the matrices' layout. Where the bf16_matmul kernel
+// family (ops/kernels.h) is not oneDNN's bf16 matmul — CPUs without one, or tests selecting the
+// fallback — it computes fp8_gemm instead. Scalar twin: reference::fp8_gemm_by_runs.
 void fp8_gemm_by_runs(const Fp8Operand& a, const Fp8Operand& b, float* c, const Fp8GemmOptions& options = {},
                       const uint16_t* a_bf16 = nullptr, const uint16_t* b_bf16 = nullptr);
 // codes [rows, cols] of `format` -> their exact bf16 values (threaded over rows).
 void fp8_to_bf16(const uint8_t* q, int64_t n, Fp8Format format, uint16_t* out);
 
-// Name of the kernel fp8_gemm uses for the default accumulation on this build: "avx512_bf16",
-// "avx512_fma", "avx2_fma" or "scalar". The f32-FMA kernels and "scalar" sum products in k order and
-// are bit-exact with reference::fp8_gemm; avx512_bf16 (vdpbf16ps) adds products in pairs.
+// Name of the kernel fp8_gemm uses for the default accumulation: the fp8_gemm family's active
+// implementation (ops/kernels.h) — "avx512_bf16", "avx512_fma", "avx2_fma" or "scalar". The f32-FMA
+// kernels and "scalar" sum products in k order and are bit-exact with reference::fp8_gemm; avx512_bf16
+// (vdpbf16ps) adds products in pairs.
 const char* fp8_gemm_kernel();
 
 // Bound on |C - exact| for element (m, n) under FP32 accumulation with promotion every 128, where
@@ -162,6 +164,13 @@ void quantize_fp8(const float* x, int64_t rows, int64_t cols, Fp8Format format, 
 void fp8_gemm_rows(const Fp8Operand& a, const Fp8Operand& b, float* c_rows, const Fp8GemmOptions& options,
                    int64_t m_begin, int64_t m_end);
 void fp8_gemm(const Fp8Operand& a, const Fp8Operand& b, float* c, const Fp8GemmOptions& options = {});
+// Scalar twin of fp8_gemm_by_runs (default accumulation): each 128-run's partial sum computed in double
+// and rounded once to f32 (exact before that rounding for E4M3 operands: ≤ 128 products of ≤ 8
+// significant bits between 2^-18 and 2^18 fit in 53 bits), then promoted as reference::fp8_gemm does,
+// C = fma(partial, sA·sB, C). The fast version sums each run in the matmul's own f32 order, so the two
+// differ by at most that summation's rounding (within fp8_gemm_error_bound), and agree bit for bit
+// whenever every partial sum is exact in f32.
+void fp8_gemm_by_runs(const Fp8Operand& a, const Fp8Operand& b, float* c, const Fp8GemmOptions& options = {});
 // The emulated narrow accumulator's one step: acc plus terms[0..n), aligned, truncated and
 // normalised as Fp8Accumulation describes (acc must already hold at most `bits` significant bits).
 double truncated_fused_add(double acc, const double* terms, int n, int bits);

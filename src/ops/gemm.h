@@ -34,8 +34,9 @@ void gemm_bf16(Trans trans_a, Trans trans_b, int64_t m, int64_t n, int64_t k, fl
                const float* b, int64_t ldb, float beta, float* c, int64_t ldc);
 void gemm_bf16(Trans trans_a, Trans trans_b, int64_t m, int64_t n, int64_t k, float alpha, const uint16_t* a,
                int64_t lda, const uint16_t* b, int64_t ldb, float beta, float* c, int64_t ldc);
-// Whether oneDNN has a bf16 matmul on this CPU (false when DSV3_NO_NATIVE_BF16=1 is set: the fallback
-// can then be tested on any machine).
+// Whether gemm_bf16 runs on oneDNN's bf16 matmul: the bf16_matmul family's active implementation
+// (ops/kernels.h) is "onednn_bf16", which it is by default where the CPU has one. Tests select
+// "f32_matmul" to run the fallback on any machine.
 bool has_native_bf16_gemm();
 
 namespace reference {

@@ -13,36 +13,42 @@
 //                the products of two consecutive k into each f32 lane (the pairs are summed, so this
 //                kernel is not bit-exact with the k-order reference; it stays within
 //                fp8_gemm_error_bound).
-// Panels are packed with AVX2 (present on every AVX-512 machine). Other accumulation modes and
-// builds without AVX2 use the scalar reference, row-parallel.
-// -DDSV3_FP8_SIMDE_AVX512 runs the AVX-512 kernels through SIMDe on machines without AVX-512 (testing;
-// add -DDSV3_FP8_SIMDE_NO_BF16 for the avx512_fma kernel).
+// A build compiles every kernel its instruction set allows (an AVX512-BF16 build has all three) and
+// uses the one ops/kernels.h names for the fp8_gemm family, the best by default; "scalar" runs the
+// reference row-parallel, as do other accumulation modes and builds without AVX2. Panels are packed
+// with AVX2 (present on every AVX-512 machine).
+// -DDSV3_FP8_SIMDE_AVX512 compiles the AVX-512 kernels through SIMDe on machines without AVX-512
+// (testing; add -DDSV3_FP8_SIMDE_NO_BF16 to leave out the avx512_bf16 kernel).
 #include <algorithm>
 #include <bit>
 #include <cmath>
 #include <cstring>
+#include <string>
 #include <vector>
 
 #include "core/error.h"
 #include "core/parallel.h"
+#include "ops/cpu/kernel_lists.h"
 #include "ops/fp8.h"
+#include "ops/kernels.h"
 
 #if defined(DSV3_FP8_SIMDE_AVX512)
 #define SIMDE_ENABLE_NATIVE_ALIASES
 #include <simde/x86/avx512.h>
+#define DSV3_FP8_GEMM_AVX2 1
 #define DSV3_FP8_GEMM_AVX512 1
 #if !defined(DSV3_FP8_SIMDE_NO_BF16)
-#define DSV3_FP8_GEMM_BF16 1
-#endif
-#elif defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__) && defined(__AVX2__)
-#include <immintrin.h>
-#define DSV3_FP8_GEMM_AVX512 1
-#if defined(__AVX512BF16__)
 #define DSV3_FP8_GEMM_BF16 1
 #endif
 #elif defined(__AVX2__) && defined(__FMA__)
 #include <immintrin.h>
 #define DSV3_FP8_GEMM_AVX2 1
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
+#define DSV3_FP8_GEMM_AVX512 1
+#if defined(__AVX512BF16__)
+#define DSV3_FP8_GEMM_BF16 1
+#endif
+#endif
 #endif
 
 // Register tiles are arrays indexed in constant loops; they must be fully unrolled to stay in registers.
@@ -55,7 +61,7 @@
 
 namespace dsv3 {
 
-#if defined(DSV3_FP8_GEMM_AVX2) || defined(DSV3_FP8_GEMM_AVX512)
+#if defined(DSV3_FP8_GEMM_AVX2)
 namespace {
 
 // ---- Packing ---------------------------------------------------------------------------------------
@@ -167,26 +173,79 @@ void pack(const Fp8Operand& op, int64_t i0, int width, int64_t k0, int kc, float
 }
 
 // ---- Microkernels: partial[MR][NR] = Σ_k a[k][r] · b[k][c] over one run -------------------------
+// Each tile type says its register tile (MR × NR), how it multiplies packed panels and how it promotes
+// a full tile into C: C[r][c] = fma(partial[r][c], sa[r]·sb[c], C[r][c]). Pairs: whether the panels are
+// re-laid out as bf16 pairs (pair_bf16) first.
 
-#if defined(DSV3_FP8_GEMM_AVX512)
-constexpr int kMR = 12, kNR = 32;
+struct Avx2Tile {
+  static constexpr int kMR = 6, kNR = 16;
+  static constexpr bool kPairs = false;
 
-void microkernel_fma(const float* a, const float* b, int kc, float* partial) {
-  __m512 acc[kMR][2];
-  DSV3_UNROLL for (int r = 0; r < kMR; ++r) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
-  for (int k = 0; k < kc; ++k) {
-    const __m512 b0 = _mm512_loadu_ps(b + k * kNR), b1 = _mm512_loadu_ps(b + k * kNR + 16);
+  static void multiply(const float* a, const float* b, int kc, float* partial) {
+    __m256 acc[kMR][2];
+    DSV3_UNROLL for (int r = 0; r < kMR; ++r) acc[r][0] = acc[r][1] = _mm256_setzero_ps();
+    for (int k = 0; k < kc; ++k) {
+      const __m256 b0 = _mm256_loadu_ps(b + k * kNR), b1 = _mm256_loadu_ps(b + k * kNR + 8);
+      DSV3_UNROLL for (int r = 0; r < kMR; ++r) {
+        const __m256 ar = _mm256_broadcast_ss(a + k * kMR + r);
+        acc[r][0] = _mm256_fmadd_ps(ar, b0, acc[r][0]);
+        acc[r][1] = _mm256_fmadd_ps(ar, b1, acc[r][1]);
+      }
+    }
     DSV3_UNROLL for (int r = 0; r < kMR; ++r) {
-      const __m512 ar = _mm512_set1_ps(a[k * kMR + r]);
-      acc[r][0] = _mm512_fmadd_ps(ar, b0, acc[r][0]);
-      acc[r][1] = _mm512_fmadd_ps(ar, b1, acc[r][1]);
+      _mm256_storeu_ps(partial + r * kNR, acc[r][0]);
+      _mm256_storeu_ps(partial + r * kNR + 8, acc[r][1]);
     }
   }
-  DSV3_UNROLL for (int r = 0; r < kMR; ++r) {
-    _mm512_storeu_ps(partial + r * kNR, acc[r][0]);
-    _mm512_storeu_ps(partial + r * kNR + 16, acc[r][1]);
+
+  static void promote(const float* partial, const float* sa, const float* sb, float* c, int64_t ldc) {
+    const __m256 sb0 = _mm256_loadu_ps(sb), sb1 = _mm256_loadu_ps(sb + 8);
+    for (int r = 0; r < kMR; ++r) {
+      const __m256 s = _mm256_set1_ps(sa[r]);
+      float* cr = c + r * ldc;
+      _mm256_storeu_ps(cr,
+                       _mm256_fmadd_ps(_mm256_loadu_ps(partial + r * kNR), _mm256_mul_ps(s, sb0), _mm256_loadu_ps(cr)));
+      _mm256_storeu_ps(cr + 8, _mm256_fmadd_ps(_mm256_loadu_ps(partial + r * kNR + 8), _mm256_mul_ps(s, sb1),
+                                               _mm256_loadu_ps(cr + 8)));
+    }
   }
-}
+};
+
+#if defined(DSV3_FP8_GEMM_AVX512)
+struct Avx512FmaTile {
+  static constexpr int kMR = 12, kNR = 32;
+  static constexpr bool kPairs = false;
+
+  static void multiply(const float* a, const float* b, int kc, float* partial) {
+    __m512 acc[kMR][2];
+    DSV3_UNROLL for (int r = 0; r < kMR; ++r) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+    for (int k = 0; k < kc; ++k) {
+      const __m512 b0 = _mm512_loadu_ps(b + k * kNR), b1 = _mm512_loadu_ps(b + k * kNR + 16);
+      DSV3_UNROLL for (int r = 0; r < kMR; ++r) {
+        const __m512 ar = _mm512_set1_ps(a[k * kMR + r]);
+        acc[r][0] = _mm512_fmadd_ps(ar, b0, acc[r][0]);
+        acc[r][1] = _mm512_fmadd_ps(ar, b1, acc[r][1]);
+      }
+    }
+    DSV3_UNROLL for (int r = 0; r < kMR; ++r) {
+      _mm512_storeu_ps(partial + r * kNR, acc[r][0]);
+      _mm512_storeu_ps(partial + r * kNR + 16, acc[r][1]);
+    }
+  }
+
+  static void promote(const float* partial, const float* sa, const float* sb, float* c, int64_t ldc) {
+    const __m512 sb0 = _mm512_loadu_ps(sb), sb1 = _mm512_loadu_ps(sb + 16);
+    for (int r = 0; r < kMR; ++r) {
+      const __m512 s = _mm512_set1_ps(sa[r]);
+      float* cr = c + r * ldc;
+      _mm512_storeu_ps(cr,
+                       _mm512_fmadd_ps(_mm512_loadu_ps(partial + r * kNR), _mm512_mul_ps(s, sb0), _mm512_loadu_ps(cr)));
+      _mm512_storeu_ps(cr + 16, _mm512_fmadd_ps(_mm512_loadu_ps(partial + r * kNR + 16), _mm512_mul_ps(s, sb1),
+                                                _mm512_loadu_ps(cr + 16)));
+    }
+  }
+};
+#endif
 
 #if defined(DSV3_FP8_GEMM_BF16)
 // f32 panel [kc][width] (values exact in bf16) -> [ceil(kc/2)][width] 32-bit lanes holding the bf16
@@ -209,87 +268,56 @@ void pair_bf16(const float* in, int width, int kc, uint32_t* out) {
   }
 }
 
-void microkernel_bf16(const uint32_t* a, const uint32_t* b, int kc, float* partial) {
-  __m512 acc[kMR][2];
-  DSV3_UNROLL for (int r = 0; r < kMR; ++r) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
-  for (int p = 0; p < (kc + 1) / 2; ++p) {
-    const __m512bh b0 = std::bit_cast<__m512bh>(_mm512_loadu_si512(b + p * kNR));
-    const __m512bh b1 = std::bit_cast<__m512bh>(_mm512_loadu_si512(b + p * kNR + 16));
+struct Avx512Bf16Tile {
+  static constexpr int kMR = Avx512FmaTile::kMR, kNR = Avx512FmaTile::kNR;
+  static constexpr bool kPairs = true;
+
+  // a, b: panels re-laid out by pair_bf16.
+  static void multiply(const uint32_t* a, const uint32_t* b, int kc, float* partial) {
+    __m512 acc[kMR][2];
+    DSV3_UNROLL for (int r = 0; r < kMR; ++r) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+    for (int p = 0; p < (kc + 1) / 2; ++p) {
+      const __m512bh b0 = std::bit_cast<__m512bh>(_mm512_loadu_si512(b + p * kNR));
+      const __m512bh b1 = std::bit_cast<__m512bh>(_mm512_loadu_si512(b + p * kNR + 16));
+      DSV3_UNROLL for (int r = 0; r < kMR; ++r) {
+        const __m512bh ar = std::bit_cast<__m512bh>(_mm512_set1_epi32(int32_t(a[p * kMR + r])));
+        acc[r][0] = _mm512_dpbf16_ps(acc[r][0], ar, b0);
+        acc[r][1] = _mm512_dpbf16_ps(acc[r][1], ar, b1);
+      }
+    }
     DSV3_UNROLL for (int r = 0; r < kMR; ++r) {
-      const __m512bh ar = std::bit_cast<__m512bh>(_mm512_set1_epi32(int32_t(a[p * kMR + r])));
-      acc[r][0] = _mm512_dpbf16_ps(acc[r][0], ar, b0);
-      acc[r][1] = _mm512_dpbf16_ps(acc[r][1], ar, b1);
+      _mm512_storeu_ps(partial + r * kNR, acc[r][0]);
+      _mm512_storeu_ps(partial + r * kNR + 16, acc[r][1]);
     }
   }
-  DSV3_UNROLL for (int r = 0; r < kMR; ++r) {
-    _mm512_storeu_ps(partial + r * kNR, acc[r][0]);
-    _mm512_storeu_ps(partial + r * kNR + 16, acc[r][1]);
-  }
-}
-#endif
 
-// C[r][c] = fma(partial[r][c], sa[r]·sb[c], C[r][c]) for a full tile.
-void promote_full(const float* partial, const float* sa, const float* sb, float* c, int64_t ldc) {
-  const __m512 sb0 = _mm512_loadu_ps(sb), sb1 = _mm512_loadu_ps(sb + 16);
-  for (int r = 0; r < kMR; ++r) {
-    const __m512 s = _mm512_set1_ps(sa[r]);
-    float* cr = c + r * ldc;
-    _mm512_storeu_ps(cr,
-                     _mm512_fmadd_ps(_mm512_loadu_ps(partial + r * kNR), _mm512_mul_ps(s, sb0), _mm512_loadu_ps(cr)));
-    _mm512_storeu_ps(cr + 16, _mm512_fmadd_ps(_mm512_loadu_ps(partial + r * kNR + 16), _mm512_mul_ps(s, sb1),
-                                              _mm512_loadu_ps(cr + 16)));
+  static void promote(const float* partial, const float* sa, const float* sb, float* c, int64_t ldc) {
+    Avx512FmaTile::promote(partial, sa, sb, c, ldc);
   }
-}
-
-#else  // AVX2
-constexpr int kMR = 6, kNR = 16;
-
-void microkernel_fma(const float* a, const float* b, int kc, float* partial) {
-  __m256 acc[kMR][2];
-  DSV3_UNROLL for (int r = 0; r < kMR; ++r) acc[r][0] = acc[r][1] = _mm256_setzero_ps();
-  for (int k = 0; k < kc; ++k) {
-    const __m256 b0 = _mm256_loadu_ps(b + k * kNR), b1 = _mm256_loadu_ps(b + k * kNR + 8);
-    DSV3_UNROLL for (int r = 0; r < kMR; ++r) {
-      const __m256 ar = _mm256_broadcast_ss(a + k * kMR + r);
-      acc[r][0] = _mm256_fmadd_ps(ar, b0, acc[r][0]);
-      acc[r][1] = _mm256_fmadd_ps(ar, b1, acc[r][1]);
-    }
-  }
-  DSV3_UNROLL for (int r = 0; r < kMR; ++r) {
-    _mm256_storeu_ps(partial + r * kNR, acc[r][0]);
-    _mm256_storeu_ps(partial + r * kNR + 8, acc[r][1]);
-  }
-}
-
-void promote_full(const float* partial, const float* sa, const float* sb, float* c, int64_t ldc) {
-  const __m256 sb0 = _mm256_loadu_ps(sb), sb1 = _mm256_loadu_ps(sb + 8);
-  for (int r = 0; r < kMR; ++r) {
-    const __m256 s = _mm256_set1_ps(sa[r]);
-    float* cr = c + r * ldc;
-    _mm256_storeu_ps(cr,
-                     _mm256_fmadd_ps(_mm256_loadu_ps(partial + r * kNR), _mm256_mul_ps(s, sb0), _mm256_loadu_ps(cr)));
-    _mm256_storeu_ps(cr + 8, _mm256_fmadd_ps(_mm256_loadu_ps(partial + r * kNR + 8), _mm256_mul_ps(s, sb1),
-                                             _mm256_loadu_ps(cr + 8)));
-  }
-}
+};
 #endif
 
 // The same operations one element at a time, for tiles cut by the edge of C.
+template <int NR>
 void promote_edge(const float* partial, const float* sa, const float* sb, float* c, int64_t ldc, int rows, int cols) {
   for (int r = 0; r < rows; ++r)
-    for (int j = 0; j < cols; ++j) c[r * ldc + j] = std::fma(partial[r * kNR + j], sa[r] * sb[j], c[r * ldc + j]);
+    for (int j = 0; j < cols; ++j) c[r * ldc + j] = std::fma(partial[r * NR + j], sa[r] * sb[j], c[r * ldc + j]);
 }
 
 // Tasks cover MC rows × NC columns of C; their packed panels (MC·128 + NC·128 floats) stay in L2.
-constexpr int kMC = kMR * (192 / kMR), kNC = kNR * (256 / kNR);
+// Both are multiples of every tile's MR (6, 12) and NR (16, 32).
+constexpr int kMC = 192, kNC = 256;
 
 struct Scratch {
   std::vector<float> a, b, partial;
   std::vector<uint32_t> a_pairs, b_pairs;
 };
 
-void gemm_task(const Fp8Operand& a, const Fp8Operand& b, float* c, bool accumulate, bool use_bf16, int64_t m0,
-               int64_t n0, Scratch& s) {
+template <typename Tile>
+void gemm_task(const Fp8Operand& a, const Fp8Operand& b, float* c, bool accumulate, int64_t m0, int64_t n0,
+               Scratch& s) {
+  constexpr int kMR = Tile::kMR, kNR = Tile::kNR;
+  static_assert(kMC % kMR == 0 && kNC % kNR == 0);
   const int64_t m_len = a.outer(), n_len = b.outer(), k_len = a.inner();
   const int mc = int(std::min<int64_t>(kMC, m_len - m0)), nc = int(std::min<int64_t>(kNC, n_len - n0));
   const int a_panels = (mc + kMR - 1) / kMR, b_panels = (nc + kNR - 1) / kNR;
@@ -305,69 +333,78 @@ void gemm_task(const Fp8Operand& a, const Fp8Operand& b, float* c, bool accumula
     for (int q = 0; q < b_panels; ++q) pack(b, n0 + q * kNR, kNR, k0, kc, s.b.data() + size_t(q) * kNR * kc);
     for (int r = 0; r < a_panels * kMR; ++r) sa[r] = r < mc ? a.scale(m0 + r, k0) : 0.0f;
     for (int j = 0; j < b_panels * kNR; ++j) sb[j] = j < nc ? b.scale(n0 + j, k0) : 0.0f;
+    [[maybe_unused]] const int pairs = (kc + 1) / 2;
+    if constexpr (Tile::kPairs) {
 #if defined(DSV3_FP8_GEMM_BF16)
-    const int pairs = (kc + 1) / 2;
-    if (use_bf16) {
       s.a_pairs.resize(size_t(kMC) * kFp8Tile / 2);
       s.b_pairs.resize(size_t(kNC) * kFp8Tile / 2);
       for (int p = 0; p < a_panels; ++p)
         pair_bf16(s.a.data() + size_t(p) * kMR * kc, kMR, kc, s.a_pairs.data() + size_t(p) * kMR * pairs);
       for (int q = 0; q < b_panels; ++q)
         pair_bf16(s.b.data() + size_t(q) * kNR * kc, kNR, kc, s.b_pairs.data() + size_t(q) * kNR * pairs);
-    }
 #endif
+    }
     for (int q = 0; q < b_panels; ++q) {
       const int cols = std::min(kNR, nc - q * kNR);
       for (int p = 0; p < a_panels; ++p) {
         const int rows = std::min(kMR, mc - p * kMR);
-#if defined(DSV3_FP8_GEMM_BF16)
-        if (use_bf16)
-          microkernel_bf16(s.a_pairs.data() + size_t(p) * kMR * pairs, s.b_pairs.data() + size_t(q) * kNR * pairs, kc,
-                           s.partial.data());
+        if constexpr (Tile::kPairs)
+          Tile::multiply(s.a_pairs.data() + size_t(p) * kMR * pairs, s.b_pairs.data() + size_t(q) * kNR * pairs, kc,
+                         s.partial.data());
         else
-#endif
-          microkernel_fma(s.a.data() + size_t(p) * kMR * kc, s.b.data() + size_t(q) * kNR * kc, kc, s.partial.data());
+          Tile::multiply(s.a.data() + size_t(p) * kMR * kc, s.b.data() + size_t(q) * kNR * kc, kc, s.partial.data());
         float* ct = c + (m0 + p * kMR) * n_len + n0 + q * kNR;
         if (rows == kMR && cols == kNR)
-          promote_full(s.partial.data(), sa + p * kMR, sb + q * kNR, ct, n_len);
+          Tile::promote(s.partial.data(), sa + p * kMR, sb + q * kNR, ct, n_len);
         else
-          promote_edge(s.partial.data(), sa + p * kMR, sb + q * kNR, ct, n_len, rows, cols);
+          promote_edge<kNR>(s.partial.data(), sa + p * kMR, sb + q * kNR, ct, n_len, rows, cols);
       }
     }
   }
 }
 
-bool use_bf16_kernel() {
-#if defined(DSV3_FP8_GEMM_BF16)
-  return true;
-#else
-  return false;
-#endif
-}
-
+template <typename Tile>
 void gemm_fast(const Fp8Operand& a, const Fp8Operand& b, float* c, bool accumulate) {
   const int64_t tm = (a.outer() + kMC - 1) / kMC, tn = (b.outer() + kNC - 1) / kNC;
-  const bool bf16 = use_bf16_kernel();
   parallel_for(tm * tn, 1, [&](int64_t t0, int64_t t1) {
     thread_local Scratch scratch;
-    for (int64_t t = t0; t < t1; ++t) gemm_task(a, b, c, accumulate, bf16, (t / tn) * kMC, (t % tn) * kNC, scratch);
+    for (int64_t t = t0; t < t1; ++t) gemm_task<Tile>(a, b, c, accumulate, (t / tn) * kMC, (t % tn) * kNC, scratch);
   });
+}
+
+// Runs the fast kernel `name` (an fp8_gemm_kernel_list entry); false for "scalar".
+bool run_fast_kernel(const std::string& name, const Fp8Operand& a, const Fp8Operand& b, float* c, bool accumulate) {
+#if defined(DSV3_FP8_GEMM_BF16)
+  if (name == "avx512_bf16") return gemm_fast<Avx512Bf16Tile>(a, b, c, accumulate), true;
+#endif
+#if defined(DSV3_FP8_GEMM_AVX512)
+  if (name == "avx512_fma") return gemm_fast<Avx512FmaTile>(a, b, c, accumulate), true;
+#endif
+  if (name == "avx2_fma") return gemm_fast<Avx2Tile>(a, b, c, accumulate), true;
+  return false;
 }
 
 }  // namespace
 #endif
 
-const char* fp8_gemm_kernel() {
+namespace cpu {
+std::vector<std::string> fp8_gemm_kernel_list() {
+  std::vector<std::string> list;
 #if defined(DSV3_FP8_GEMM_BF16)
-  return "avx512_bf16";
-#elif defined(DSV3_FP8_GEMM_AVX512)
-  return "avx512_fma";
-#elif defined(DSV3_FP8_GEMM_AVX2)
-  return "avx2_fma";
-#else
-  return "scalar";
+  list.push_back("avx512_bf16");
 #endif
+#if defined(DSV3_FP8_GEMM_AVX512)
+  list.push_back("avx512_fma");
+#endif
+#if defined(DSV3_FP8_GEMM_AVX2)
+  list.push_back("avx2_fma");
+#endif
+  list.push_back("scalar");
+  return list;
 }
+}  // namespace cpu
+
+const char* fp8_gemm_kernel() { return active_kernel(KernelFamily::fp8_gemm).c_str(); }
 
 void fp8_gemm(const Fp8Operand& a, const Fp8Operand& b, float* c, const Fp8GemmOptions& options) {
   validate_fp8_gemm(a, b, c, options);
@@ -375,13 +412,10 @@ void fp8_gemm(const Fp8Operand& a, const Fp8Operand& b, float* c, const Fp8GemmO
   if (m_len == 0 || n_len == 0) return;
   const Fp8Accumulation& acc = options.accumulation;
   const bool default_mode = acc.promote_interval == kFp8Tile && acc.accumulator_bits == 0;
-#if defined(DSV3_FP8_GEMM_AVX2) || defined(DSV3_FP8_GEMM_AVX512)
-  if (default_mode) {
-    gemm_fast(a, b, c, options.accumulate);
-    return;
-  }
+#if defined(DSV3_FP8_GEMM_AVX2)
+  if (default_mode && run_fast_kernel(active_kernel(KernelFamily::fp8_gemm), a, b, c, options.accumulate)) return;
 #endif
-  // The reference per row block: every other accumulation mode, and builds without vector kernels.
+  // The reference per row block: the scalar kernel, every other accumulation mode, builds without AVX2.
   const int64_t work_per_row = std::max<int64_t>(1, n_len * std::max<int64_t>(a.inner(), 1));
   parallel_for(m_len, std::max<int64_t>(1, (1 << 16) / work_per_row),
                [&](int64_t m0, int64_t m1) { reference::fp8_gemm_rows(a, b, c + m0 * n_len, options, m0, m1); });

@@ -31,7 +31,9 @@
 #include "core/dtype.h"
 #include "core/error.h"
 #include "core/parallel.h"
+#include "ops/cpu/kernel_lists.h"
 #include "ops/gemm.h"
+#include "ops/kernels.h"
 #include "ops/ops.h"
 
 namespace dsv3 {
@@ -231,15 +233,16 @@ void gemm(Trans ta, Trans tb, int64_t m, int64_t n, int64_t k, float alpha, cons
   matmul(memory::data_type::f32, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
 
-bool has_native_bf16_gemm() {
-  // DSV3_NO_NATIVE_BF16=1 takes the f32 fallback, to test on one machine what others run.
-  static const bool native = [] {
-    const char* off = std::getenv("DSV3_NO_NATIVE_BF16");
-    if (off && *off && std::string(off) != "0") return false;
-    return find_primitive(Key{false, false, 0.0f, memory::data_type::bf16}) != nullptr;
-  }();
-  return native;
+namespace cpu {
+std::vector<std::string> bf16_matmul_kernel_list() {
+  std::vector<std::string> list;
+  if (find_primitive(Key{false, false, 0.0f, memory::data_type::bf16}) != nullptr) list.push_back("onednn_bf16");
+  list.push_back("f32_matmul");
+  return list;
 }
+}  // namespace cpu
+
+bool has_native_bf16_gemm() { return active_kernel(KernelFamily::bf16_matmul) == "onednn_bf16"; }
 
 void gemm_bf16(Trans ta, Trans tb, int64_t m, int64_t n, int64_t k, float alpha, const uint16_t* a, int64_t lda,
                const uint16_t* b, int64_t ldb, float beta, float* c, int64_t ldc) {

@@ -4,7 +4,9 @@
 // Raw AVX2/FMA/F16C intrinsics rather than Highway: the decoders are bit placements tied to one
 // instruction set (sign-extending byte loads, 32-bit lanes read as bf16 pairs matched to a
 // pre-permuted activation vector) plus software prefetch, and the speed comes from counting those
-// instructions per 8 weights. Builds without AVX2 use a scalar loop with natural packing.
+// instructions per 8 weights. Every build also has the scalar loops over naturally packed activations
+// (the "scalar" implementation of the gemv family, ops/kernels.h), which builds without AVX2 use and
+// tests select on any machine.
 //
 // Decoders (16 weights -> two 8-lane f32 halves `lo`, `hi`, matching XLayout):
 //   F32   lo = w[0..7], hi = w[8..15]
@@ -33,7 +35,9 @@
 #include <cmath>
 #include <cstring>
 
+#include "ops/cpu/kernel_lists.h"
 #include "ops/cpu/linear_kernels.h"
+#include "ops/kernels.h"
 
 #if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
 #include <immintrin.h>
@@ -46,22 +50,28 @@
 
 namespace dsv3::cpu {
 
-XLayout gemv_x_layout(DType dtype) {
+std::vector<std::string> gemv_kernel_list() {
 #ifdef DSV3_GEMV_AVX2
-  if (dtype == DType::BF16) return XLayout::even_odd;
-  if (dtype == DType::F8_E4M3) return XLayout::quad;
+  return {"avx2", "scalar"};
+#else
+  return {"scalar"};
 #endif
-  return XLayout::natural;
 }
 
-bool gemv_available() {
+// Whether this call runs the AVX2 kernels (the gemv family's active implementation).
+static bool use_avx2() {
 #ifdef DSV3_GEMV_AVX2
-  return true;
+  return active_kernel(KernelFamily::gemv) == "avx2";
 #else
   return false;
 #endif
 }
 
+XLayout gemv_x_layout(DType dtype) {
+  if (use_avx2() && dtype == DType::BF16) return XLayout::even_odd;
+  if (use_avx2() && dtype == DType::F8_E4M3) return XLayout::quad;
+  return XLayout::natural;
+}
 
 static int64_t layout_chunk(XLayout layout) { return layout == XLayout::quad ? kFp8Chunk : kChunk; }
 
@@ -75,7 +85,7 @@ static int64_t layout_column(XLayout layout, int64_t j) {
   return j;
 }
 
-// Scalar packing: the definition, used for the partial last chunk (and everything without AVX2).
+// Scalar packing: the definition, used for the partial last chunk (and everything in the scalar kernels).
 static void pack_chunk_scalar(const float* src, int64_t n_valid, Precision precision, XLayout layout,
                               float x_scale, float* dst) {
   for (int64_t j = 0; j < layout_chunk(layout); ++j) {
@@ -89,6 +99,7 @@ static void pack_chunk_scalar(const float* src, int64_t n_valid, Precision preci
 void pack_activations(const float* x, int64_t n_tokens, int64_t cols, Precision precision, DType weight_dtype,
                       float* out, float* y_scales) {
   const XLayout layout = gemv_x_layout(weight_dtype);
+  const bool avx2 = use_avx2();
   const int64_t pc = padded_cols(cols);
   for (int64_t t = 0; t < n_tokens; ++t) {
     const float* src = x + t * cols;
@@ -96,7 +107,7 @@ void pack_activations(const float* x, int64_t n_tokens, int64_t cols, Precision 
     float x_scale = 1.0f;
     y_scales[t] = 1.0f;
 #ifdef DSV3_GEMV_AVX2
-    if (weight_dtype == DType::F8_E4M3) {
+    if (avx2 && weight_dtype == DType::F8_E4M3) {
       // Per token, x × 2^k with k as large as max|x| · 2^k < 2^127 allows (bf16 rounding may carry
       // max|x| into the next binade), capped at 124; the kernel's sums come out × 2^(k-64).
       float amax = 0.0f;
@@ -111,7 +122,7 @@ void pack_activations(const float* x, int64_t n_tokens, int64_t cols, Precision 
     int64_t c = 0;
     const int64_t width = layout_chunk(layout);
 #ifdef DSV3_GEMV_AVX2
-    const int64_t full = cols / width;
+    const int64_t full = avx2 ? cols / width : 0;
     const __m256 scale = _mm256_set1_ps(x_scale);
     // f32_to_bf16 on 8 lanes: round to nearest even on the top 16 bits; NaN keeps a quiet NaN.
     auto prepare = [&](__m256 v) {
@@ -416,11 +427,8 @@ void dequantize_rows_typed(const LinearWeight& w, int64_t row_begin, int64_t row
   }
 }
 
-}  // namespace
-
-void gemv_rows(const LinearWeight& w, const float* x_packed, int64_t n_tokens, const float* y_scales, float* y,
-               int64_t row_begin,
-               int64_t row_end) {
+void gemv_rows_avx2(const LinearWeight& w, const float* x_packed, int64_t n_tokens, const float* y_scales, float* y,
+                    int64_t row_begin, int64_t row_end) {
   switch (w.dtype) {
     case DType::F32: return gemv_rows_typed<DType::F32>(w, x_packed, n_tokens, y_scales, y, row_begin, row_end);
     case DType::F16: return gemv_rows_typed<DType::F16>(w, x_packed, n_tokens, y_scales, y, row_begin, row_end);
@@ -430,7 +438,7 @@ void gemv_rows(const LinearWeight& w, const float* x_packed, int64_t n_tokens, c
   }
 }
 
-void dequantize_rows_f32(const LinearWeight& w, int64_t row_begin, int64_t row_end, float* out) {
+void dequantize_rows_avx2(const LinearWeight& w, int64_t row_begin, int64_t row_end, float* out) {
   switch (w.dtype) {
     case DType::F32:
       std::memcpy(out, static_cast<const float*>(w.data) + row_begin * w.cols,
@@ -443,11 +451,14 @@ void dequantize_rows_f32(const LinearWeight& w, int64_t row_begin, int64_t row_e
   }
 }
 
-#else  // no AVX2: scalar loops over the natural layout
+}  // namespace
+#endif  // DSV3_GEMV_AVX2
 
-void gemv_rows(const LinearWeight& w, const float* x_packed, int64_t n_tokens, const float* y_scales, float* y,
-               int64_t row_begin,
-               int64_t row_end) {
+namespace {
+
+// The scalar implementation: x packed in natural order, unscaled.
+void gemv_rows_scalar(const LinearWeight& w, const float* x_packed, int64_t n_tokens, const float* y_scales, float* y,
+                      int64_t row_begin, int64_t row_end) {
   const int64_t pc = padded_cols(w.cols);
   for (int64_t t = 0; t < n_tokens; ++t)
     for (int64_t r = row_begin; r < row_end; ++r) {
@@ -457,11 +468,26 @@ void gemv_rows(const LinearWeight& w, const float* x_packed, int64_t n_tokens, c
     }
 }
 
-void dequantize_rows_f32(const LinearWeight& w, int64_t row_begin, int64_t row_end, float* out) {
+void dequantize_rows_scalar(const LinearWeight& w, int64_t row_begin, int64_t row_end, float* out) {
   for (int64_t r = row_begin; r < row_end; ++r)
     for (int64_t c = 0; c < w.cols; ++c) out[(r - row_begin) * w.cols + c] = w.at(r, c);
 }
 
+}  // namespace
+
+void gemv_rows(const LinearWeight& w, const float* x_packed, int64_t n_tokens, const float* y_scales, float* y,
+               int64_t row_begin, int64_t row_end) {
+#ifdef DSV3_GEMV_AVX2
+  if (use_avx2()) return gemv_rows_avx2(w, x_packed, n_tokens, y_scales, y, row_begin, row_end);
 #endif
+  gemv_rows_scalar(w, x_packed, n_tokens, y_scales, y, row_begin, row_end);
+}
+
+void dequantize_rows_f32(const LinearWeight& w, int64_t row_begin, int64_t row_end, float* out) {
+#ifdef DSV3_GEMV_AVX2
+  if (use_avx2()) return dequantize_rows_avx2(w, row_begin, row_end, out);
+#endif
+  dequantize_rows_scalar(w, row_begin, row_end, out);
+}
 
 }  // namespace dsv3::cpu

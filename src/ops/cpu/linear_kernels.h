@@ -17,15 +17,16 @@ namespace dsv3::cpu {
 //                                              lanes yields even and odd elements apart)
 //   quad:     chunks of 32, x0,x4,..,x28 | x1,x5,..,x29 | x2,.. | x3,..,x31
 //                                             (FP8 weights: byte k of each 32-bit lane decodes apart)
-// and, for FP8 weights, multiplied by a power of two (exact; see gemv.cpp).
+// and, for FP8 weights, multiplied by a power of two (exact; see gemv.cpp). The scalar kernels take
+// every dtype in natural order, unscaled.
 enum class XLayout { natural, even_odd, quad };
 
 constexpr int64_t kChunk = 16;      // columns per step for 2-byte and 4-byte weights
 constexpr int64_t kFp8Chunk = 32;   // columns per step for FP8 weights; FP8 blocks must be multiples
 inline int64_t padded_cols(int64_t cols) { return (cols + kFp8Chunk - 1) / kFp8Chunk * kFp8Chunk; }
 
-// True when this build has the vector GEMV (AVX2 + FMA + F16C); otherwise callers use the reference.
-bool gemv_available();
+// The layout pack_activations produces for weights of `dtype` under the gemv family's active kernel
+// (ops/kernels.h): the AVX2 kernels' layouts, or natural for the scalar ones.
 XLayout gemv_x_layout(DType dtype);
 
 // x: [n_tokens, cols] -> out: [n_tokens, padded_cols(cols)] in the layout and scale for weights of

@@ -196,5 +196,24 @@ void fp8_gemm(const Fp8Operand& a, const Fp8Operand& b, float* c, const Fp8GemmO
   fp8_gemm_rows(a, b, c, options, 0, a.outer());
 }
 
+void fp8_gemm_by_runs(const Fp8Operand& a, const Fp8Operand& b, float* c, const Fp8GemmOptions& options) {
+  validate_fp8_gemm(a, b, c, options);
+  DSV3_CHECK(options.accumulation.promote_interval == kFp8Tile && options.accumulation.accumulator_bits == 0,
+             "[fp8_gemm] fp8_gemm_by_runs computes the default accumulation only (FP32, promotion every 128)");
+  const int64_t m_len = a.outer(), n_len = b.outer(), k_len = a.inner();
+  for (int64_t m = 0; m < m_len; ++m)
+    for (int64_t n = 0; n < n_len; ++n) {
+      float& out = c[m * n_len + n];
+      float acc = options.accumulate ? out : 0.0f;
+      for (int64_t k0 = 0; k0 < k_len; k0 += kFp8Tile) {
+        double run = 0.0;
+        for (int64_t k = k0; k < std::min(k_len, k0 + kFp8Tile); ++k)
+          run += double(a.value(m, k)) * double(b.value(n, k));
+        acc = std::fma(float(run), a.scale(m, k0) * b.scale(n, k0), acc);
+      }
+      out = acc;
+    }
+}
+
 }  // namespace reference
 }  // namespace dsv3
