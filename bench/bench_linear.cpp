@@ -1,12 +1,18 @@
 // bench_linear: linear() against the machine's peaks. One JSON line per case on stdout:
-//   read_bandwidth            streaming read GB/s (2 threads by default, median of runs)
+//   validate                  first, before any figure: every (dtype, precision, path, tokens) case that is
+//                             timed below, its sampled outputs against reference::linear, as the worst
+//                             error over the f32-accumulation bound (must be <= 1, else the run stops)
+//   read_bandwidth            the read probe (bench_common.h): best and median GB/s, its access pattern
 //   onednn_peak               oneDNN matmul GFLOP/s, f32 and bf16 (0 where the CPU/oneDNN lacks bf16)
-//   gemv                      decode: GB/s over a weight set far larger than cache, and the median ratio
-//                             to bandwidth-probe passes interleaved with it
-//   gemm                      prefill (512 tokens): GFLOP/s, fraction of the oneDNN peak
-//   crossover                 GEMV vs GEMM seconds for 8..64 tokens (how gemm_min_tokens was chosen)
-// Every kernel is validated against reference::linear (sampled outputs) before it is timed.
+//   gemv                      decode: GB/s over a weight set far larger than cache; fraction = median
+//                             kernel GB/s / the best probe pass (probe passes interleaved with the kernel's);
+//                             kernel_beat_probe says whether any kernel pass read faster than every probe
+//   gemm                      prefill (512 tokens): GFLOP/s over the peak of the arithmetic linear() ran —
+//                             oneDNN's bf16 matmul for BF16 weights with bf16 activations on a CPU that has
+//                             one, the f32 matmul otherwise — measured at 2048³ and at the case's own shape
+//   crossover                 GEMV vs GEMM seconds for 1..64 tokens (how gemm_min_tokens was chosen)
 // Usage: bench_linear [--quick] [--threads N]
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -16,6 +22,8 @@
 #include "bench/bench_common.h"
 #include "core/dtype.h"
 #include "core/parallel.h"
+#include "ops/gemm.h"
+#include "ops/kernels.h"
 #include "ops/linear.h"
 
 using namespace dsv3;
@@ -121,39 +129,54 @@ WeightSet make_set(DType dtype, size_t min_bytes) {
   return set;
 }
 
-// Decode over the whole set, `runs` times, each run preceded by a bandwidth-probe pass: the reported
-// fraction is the median of per-run ratios (kernel GB/s / adjacent probe GB/s).
+// Runs linear() once on `path` and validates sampled outputs against the reference; prints the validation
+// line and stops the benchmark (throws) when an output is outside the bound.
+double validate_case(const LinearWeight& w, int64_t n_tokens, Precision p, LinearPath path) {
+  const std::vector<float> x = make_activations(n_tokens, w.cols, 7);
+  std::vector<float> y(size_t(n_tokens * w.rows));
+  linear(w, x.data(), y.data(), n_tokens, p, path);
+  const double err = validate(w, x.data(), y.data(), n_tokens, p);
+  const bool ok = err <= 1.0;
+  std::printf("{\"case\":\"validate\",\"dtype\":\"%s\",\"precision\":\"%s\",\"path\":\"%s\",\"n_tokens\":%lld,"
+              "\"rows\":%lld,\"cols\":%lld,\"gemv_kernel\":\"%s\",\"bf16_matmul\":\"%s\",\"err_over_bound\":%.3f,"
+              "\"ok\":%s}\n",
+              std::string(dtype_name(w.dtype)).c_str(), precision_name(p), path == LinearPath::gemv ? "gemv" : "gemm",
+              (long long)n_tokens, (long long)w.rows, (long long)w.cols, active_kernel(KernelFamily::gemv).c_str(),
+              active_kernel(KernelFamily::bf16_matmul).c_str(), err, ok ? "true" : "false");
+  std::fflush(stdout);
+  DSV3_CHECK(ok, "[bench_linear] ", dtype_name(w.dtype), " ", precision_name(p), " output outside the error bound (",
+             err, "x): nothing is timed");
+  return err;
+}
+
+// Decode over the whole set, `runs` times, each run preceded by a bandwidth-probe pass: the fraction is
+// the median kernel GB/s over the best probe pass.
 void bench_gemv(const WeightSet& set, Precision p, int64_t n_tokens, ReadBandwidthProbe& probe, int runs) {
   const std::vector<float> x = make_activations(n_tokens, set.max_cols, 7);
   std::vector<float> y(size_t(n_tokens * set.max_rows));
   const LinearWeight& w0 = set.weights.front().w;
-  std::vector<float> x0(size_t(n_tokens * w0.cols));
-  for (int64_t t = 0; t < n_tokens; ++t)
-    std::memcpy(&x0[size_t(t * w0.cols)], &x[size_t(t * set.max_cols)], size_t(w0.cols) * sizeof(float));
-  linear(w0, x0.data(), y.data(), n_tokens, p, LinearPath::gemv);
-  const double err = validate(w0, x0.data(), y.data(), n_tokens, p);
-  DSV3_CHECK(err <= 1.0, "[bench_linear] GEMV ", dtype_name(w0.dtype), " result outside the error bound (",
-             err, "x)");
   auto pass = [&] {
     for (const OwnedWeight& o : set.weights) linear(o.w, x.data(), y.data(), n_tokens, p, LinearPath::gemv);
   };
   pass();
-  std::vector<double> kernel_gbs, probe_gbs, ratio;
+  std::vector<double> kernel_gbs, probe_gbs;
   for (int i = 0; i < runs; ++i) {
     probe_gbs.push_back(probe.pass());
     const double t0 = now_seconds();
     pass();
     kernel_gbs.push_back(double(set.bytes) / (now_seconds() - t0) / 1e9);
-    ratio.push_back(kernel_gbs.back() / probe_gbs.back());
   }
+  probe_gbs.push_back(probe.pass());
+  const double peak = *std::max_element(probe_gbs.begin(), probe_gbs.end());
+  const double kernel_best = *std::max_element(kernel_gbs.begin(), kernel_gbs.end());
   std::printf(
-      "{\"case\":\"gemv\",\"dtype\":\"%s\",\"precision\":\"%s\",\"n_tokens\":%lld,\"matrices\":%zu,"
-      "\"weight_mb\":%.1f,\"gb_per_s\":%.2f,\"gflops\":%.1f,\"read_bw_gb_per_s\":%.2f,\"fraction_of_read_bw\":%.3f,"
-      "\"validated_err_over_bound\":%.3f}\n",
-      std::string(dtype_name(w0.dtype)).c_str(), precision_name(p), (long long)n_tokens, set.weights.size(),
-      double(set.bytes) / 1e6, median(kernel_gbs),
-      2.0 * double(n_tokens) * median(kernel_gbs) / double(dtype_size(w0.dtype)), median(probe_gbs),
-      median(ratio), err);
+      "{\"case\":\"gemv\",\"dtype\":\"%s\",\"precision\":\"%s\",\"n_tokens\":%lld,\"kernel\":\"%s\","
+      "\"matrices\":%zu,\"weight_mb\":%.1f,\"gb_per_s\":%.2f,\"best_gb_per_s\":%.2f,\"gflops\":%.1f,"
+      "\"read_peak_gb_per_s\":%.2f,\"fraction_of_read_peak\":%.3f,\"kernel_beat_probe\":%s}\n",
+      std::string(dtype_name(w0.dtype)).c_str(), precision_name(p), (long long)n_tokens,
+      active_kernel(KernelFamily::gemv).c_str(), set.weights.size(), double(set.bytes) / 1e6, median(kernel_gbs),
+      kernel_best, 2.0 * double(n_tokens) * median(kernel_gbs) / double(dtype_size(w0.dtype)), peak,
+      median(kernel_gbs) / peak, kernel_best > peak ? "true" : "false");
   std::fflush(stdout);
 }
 
@@ -162,22 +185,29 @@ double time_linear(const LinearWeight& w, const float* x, float* y, int64_t n_to
   return median(time_runs([&] { linear(w, x, y, n_tokens, p, path); }, runs, 1));
 }
 
-void bench_gemm(DType dtype, int64_t rows, int64_t cols, Precision p, double peak, const char* peak_kind,
-                int runs) {
+// Whether linear() multiplies these weights on oneDNN's bf16 matmul (see linear.cpp), i.e. which peak
+// its GEMM is measured against.
+bool runs_on_bf16_matmul(DType dtype, Precision p) {
+  return dtype == DType::BF16 && p == Precision::bf16 && has_native_bf16_gemm();
+}
+
+void bench_gemm(DType dtype, int64_t rows, int64_t cols, Precision p, double peak_2048, int runs) {
   const int64_t n_tokens = 512;
   const OwnedWeight o = make_weight(dtype, rows, cols, 3);
   const std::vector<float> x = make_activations(n_tokens, cols, 11);
   std::vector<float> y(size_t(n_tokens * rows));
-  linear(o.w, x.data(), y.data(), n_tokens, p, LinearPath::gemm);
-  const double err = validate(o.w, x.data(), y.data(), n_tokens, p);
-  DSV3_CHECK(err <= 1.0, "[bench_linear] GEMM result outside the error bound (", err, "x)");
+  const bool bf16 = runs_on_bf16_matmul(dtype, p);
   const double seconds = time_linear(o.w, x.data(), y.data(), n_tokens, p, LinearPath::gemm, runs);
   const double gflops = 2.0 * double(n_tokens) * double(rows) * double(cols) / seconds / 1e9;
+  // The peak of the same arithmetic: the larger of 2048³ and the case's own shape.
+  const double peak = std::max(peak_2048, measure_onednn_matmul_gflops(
+                                              n_tokens, rows, cols,
+                                              bf16 ? dnnl::memory::data_type::bf16 : dnnl::memory::data_type::f32, runs));
   std::printf(
       "{\"case\":\"gemm\",\"dtype\":\"%s\",\"precision\":\"%s\",\"n_tokens\":%lld,\"rows\":%lld,\"cols\":%lld,"
-      "\"seconds\":%.5f,\"gflops\":%.1f,\"fraction_of_peak\":%.3f,\"peak_kind\":\"%s\",\"validated_err_over_bound\":%.3f}\n",
+      "\"seconds\":%.5f,\"gflops\":%.1f,\"peak_kind\":\"%s\",\"peak_gflops\":%.1f,\"fraction_of_peak\":%.3f}\n",
       std::string(dtype_name(dtype)).c_str(), precision_name(p), (long long)n_tokens, (long long)rows,
-      (long long)cols, seconds, gflops, gflops / peak, peak_kind, err);
+      (long long)cols, seconds, gflops, bf16 ? "onednn_bf16" : "onednn_f32", peak, gflops / peak);
   std::fflush(stdout);
 }
 
@@ -213,43 +243,56 @@ int main(int argc, char** argv) {
   set_num_threads(threads);
   try {
     const int runs = quick ? 5 : 9;
+    const size_t set_bytes = quick ? (size_t(96) << 20) : (size_t(320) << 20);
+    struct GemmCase {
+      DType dtype;
+      int64_t rows, cols;
+      Precision p;
+    };
+    std::vector<GemmCase> gemm_cases;
+    for (DType dtype : {DType::BF16, DType::F8_E4M3, DType::F32})
+      for (Precision p : {Precision::bf16, Precision::f32}) {
+        gemm_cases.push_back({dtype, 2048, 2048, p});
+        if (!quick) gemm_cases.push_back({dtype, 1536, 7168, p});
+      }
+
+    // Validation of every timed case, before any figure.
+    for (DType dtype : {DType::BF16, DType::F8_E4M3}) {
+      const OwnedWeight o = make_weight(dtype, 1536, 2048, 100);  // the first shape of make_set
+      for (Precision p : {Precision::bf16, Precision::f32}) validate_case(o.w, 1, p, LinearPath::gemv);
+      for (int64_t n : {2, 4, 8}) validate_case(o.w, n, Precision::bf16, LinearPath::gemv);
+    }
+    for (const GemmCase& g : gemm_cases) {
+      const OwnedWeight o = make_weight(g.dtype, g.rows, g.cols, 3);
+      validate_case(o.w, 512, g.p, LinearPath::gemm);
+    }
+
     ReadBandwidthProbe probe(size_t(1) << 30);
     const BandwidthResult bw = measure_read_bandwidth(probe, runs);
-    std::printf("{\"case\":\"read_bandwidth\",\"threads\":%d,\"buffer_mb\":%.0f,\"median_gb_per_s\":%.2f,"
-                "\"max_gb_per_s\":%.2f}\n",
-                bw.threads, double(bw.bytes) / 1e6, bw.median_gbs, bw.max_gbs);
+    std::printf("{\"case\":\"read_bandwidth\",\"threads\":%d,\"buffer_mb\":%.0f,\"streams\":%d,\"prefetch\":%s,"
+                "\"best_gb_per_s\":%.2f,\"median_gb_per_s\":%.2f}\n",
+                bw.threads, double(bw.bytes) / 1e6, bw.streams, bw.prefetch ? "true" : "false", bw.best_gbs,
+                bw.median_gbs);
     std::fflush(stdout);
 
     using dt = dnnl::memory::data_type;
     double peak_f32 = 0, peak_bf16 = 0;
-    const int64_t peak_shapes[][3] = {{2048, 2048, 2048}, {512, 2048, 2048}};
-    for (const auto& s : peak_shapes) {
-      for (dt type : {dt::f32, dt::bf16}) {
-        const double g = measure_onednn_matmul_gflops(s[0], s[1], s[2], type, runs);
-        (type == dt::f32 ? peak_f32 : peak_bf16) = std::max(type == dt::f32 ? peak_f32 : peak_bf16, g);
-        std::printf("{\"case\":\"onednn_peak\",\"type\":\"%s\",\"m\":%lld,\"n\":%lld,\"k\":%lld,"
-                    "\"gflops\":%.1f,\"supported\":%s}\n",
-                    type == dt::f32 ? "f32" : "bf16", (long long)s[0], (long long)s[1], (long long)s[2], g,
-                    g > 0 ? "true" : "false");
-        std::fflush(stdout);
-      }
+    for (dt type : {dt::f32, dt::bf16}) {
+      const double g = measure_onednn_matmul_gflops(2048, 2048, 2048, type, runs);
+      (type == dt::f32 ? peak_f32 : peak_bf16) = g;
+      std::printf("{\"case\":\"onednn_peak\",\"type\":\"%s\",\"m\":2048,\"n\":2048,\"k\":2048,\"gflops\":%.1f,"
+                  "\"supported\":%s}\n",
+                  type == dt::f32 ? "f32" : "bf16", g, g > 0 ? "true" : "false");
+      std::fflush(stdout);
     }
-    // The GEMM target is a fraction of oneDNN's BF16 peak; where oneDNN has no bf16 matmul (CPUs
-    // without AVX-512) the f32 peak is the best the library offers and is used instead.
-    const double peak = peak_bf16 > 0 ? peak_bf16 : peak_f32;
-    const char* peak_kind = peak_bf16 > 0 ? "onednn_bf16" : "onednn_f32";
 
-    const size_t set_bytes = quick ? (size_t(96) << 20) : (size_t(320) << 20);
     for (DType dtype : {DType::BF16, DType::F8_E4M3}) {
       const WeightSet set = make_set(dtype, set_bytes);
       for (Precision p : {Precision::bf16, Precision::f32}) bench_gemv(set, p, 1, probe, runs);
       for (int64_t n : {2, 4, 8}) bench_gemv(set, Precision::bf16, n, probe, quick ? 3 : 5);
     }
-    for (DType dtype : {DType::BF16, DType::F8_E4M3, DType::F32})
-      for (Precision p : {Precision::bf16, Precision::f32}) {
-        bench_gemm(dtype, 2048, 2048, p, peak, peak_kind, runs);
-        if (!quick) bench_gemm(dtype, 1536, 7168, p, peak, peak_kind, runs);
-      }
+    for (const GemmCase& g : gemm_cases)
+      bench_gemm(g.dtype, g.rows, g.cols, g.p, runs_on_bf16_matmul(g.dtype, g.p) ? peak_bf16 : peak_f32, runs);
     for (DType dtype : {DType::BF16, DType::F8_E4M3}) bench_crossover(dtype, 2048, 2048, runs);
     return 0;
   } catch (const Error& e) {

@@ -1,6 +1,13 @@
 // Training throughput: one train_forward_backward step (forward, loss, backward into the gradient arena)
 // on a training preset, median of N steps, with model FLOPs (train_step_flops) and their ratio (MFU) to
-// the machine's f32 and BF16 oneDNN matmul peaks measured in the same run. One JSON line.
+// the machine's f32 and BF16 oneDNN matmul peaks measured in the same run. Two JSON lines: the
+// validation, then the figures.
+//
+// Validation, before anything is timed: the timed step (forward and backward, the timed precision, the
+// fast kernels) against the same step on the kernels' scalar or k-ordered twins (ops/kernels.h: the
+// bf16 matmul's f32 fallback, which multiplies the same bf16-rounded operands; fp8_gemm's k-ordered
+// kernel, bit-exact with the scalar reference; the scalar FP8 conversions): the loss and the whole
+// gradient must agree within the bound derived below, and the gradient must not be zero.
 //
 //   bench_train [preset=tiny] [steps=5] [threads=0 (all)] [precision=f32|bf16|fp8]
 // DSV3_PROFILE=1 in the environment adds a table of where the timed steps spent their time.
@@ -13,6 +20,7 @@
 
 #include "bench/bench_common.h"
 #include "core/profiler.h"
+#include "ops/kernels.h"
 #include "train/train_presets.h"
 #include "train/train_step.h"
 
@@ -40,11 +48,47 @@ int main(int argc, char** argv) {
     std::vector<int32_t> tokens(size_t(B * (S + 1)));
     for (int32_t& t : tokens) t = dist(rng);
 
-    // Validate first: at this init the next-token distribution is nearly uniform, so every CE ≈ ln V.
-    const StepStats first = train_forward_backward(params, grads, acts, tokens.data(), o);
-    const double uniform = std::log(double(c.vocab_size));
-    DSV3_CHECK(std::fabs(first.main_loss - uniform) < 0.05 * uniform, "[bench_train] main loss ", first.main_loss,
-               " at init, expected ~ln V = ", uniform);
+    // Validate first: the timed step against the same step on the kernels' twins.
+    const StepStats fast = train_forward_backward(params, grads, acts, tokens.data(), o);
+    const std::vector<float> fast_grads(grads.data(), grads.data() + grads.size());
+    StepStats twin;
+    {
+      std::string k_ordered = "scalar";
+      for (const std::string& k : kernel_variants(KernelFamily::fp8_gemm))
+        if (k != "avx512_bf16") {
+          k_ordered = k;
+          break;
+        }
+      ScopedKernel matmul(KernelFamily::bf16_matmul, "f32_matmul"), fp8(KernelFamily::fp8_gemm, k_ordered),
+          convert(KernelFamily::fp8_convert, "scalar"), gemv(KernelFamily::gemv, "scalar");
+      grads.zero();
+      twin = train_forward_backward(params, grads, acts, tokens.data(), o);
+    }
+    double diff2 = 0, norm2 = 0;
+    for (int64_t i = 0; i < grads.size(); ++i) {
+      const double d = double(fast_grads[size_t(i)]) - double(grads.data()[i]);
+      diff2 += d * d;
+      norm2 += double(grads.data()[i]) * double(grads.data()[i]);
+    }
+    const double grad_rel = std::sqrt(diff2 / norm2), loss_rel = std::fabs(fast.loss - twin.loss) / twin.loss;
+    // Bound: both steps form the same products (bf16/FP8 operands are exact in f32) and differ only in
+    // the order of f32 sums: at most K·2^-24 relative for a sum of K terms, K at most the 4096 tokens of a
+    // step (weight gradients): 2^-12, the f32 bound. In bf16 and FP8 steps that order now and then moves
+    // a value across a rounding boundary of the format its next GEMM rounds it to, changing that one
+    // element by one unit in the last place (at most 2^-7 relative for bf16's 8 significant bits, 2^-3
+    // for E4M3's 4), and a router score across a tie, sending one token to another expert. Such rare
+    // moves shift the gradient by less than one unit of the format relative to its norm (measured on
+    // `tiny`: 0.4% in bf16, 1.1% in FP8); a broken kernel shifts it by its own size.
+    const double bound = o.precision == ComputePrecision::f32 ? 0x1p-12
+                         : o.precision == ComputePrecision::bf16 ? 0x1p-7
+                                                                 : 0x1p-3;
+    const bool ok = std::isfinite(grad_rel) && grad_rel <= bound && loss_rel <= bound && norm2 > 0;
+    std::printf("{\"bench\":\"train_step_validate\",\"preset\":\"%s\",\"precision\":\"%s\",\"loss\":%.6f,"
+                "\"twin_loss\":%.6f,\"loss_rel_diff\":%.3g,\"grad_rel_diff\":%.3g,\"bound\":%.3g,\"ok\":%s}\n",
+                name.c_str(), precision.c_str(), fast.loss, twin.loss, loss_rel, grad_rel, bound, ok ? "true" : "false");
+    std::fflush(stdout);
+    DSV3_CHECK(ok, "[bench_train] the timed step differs from its kernels' twins (loss ", loss_rel, ", gradient ",
+               grad_rel, " relative; bound ", bound, "): nothing is timed");
     // Peaks are measured before and after the timed steps and the larger is used: a peak is the most the
     // machine did (a measurement right after an idle period or under another process's load reads low).
     const double peak_before = bench::measure_onednn_matmul_gflops(2048, 2048, 2048, dnnl::memory::data_type::f32);

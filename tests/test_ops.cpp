@@ -138,6 +138,22 @@ TEST(Ops, AddScaleAxpyDotMatchReference) {
   }
 }
 
+// The read-bandwidth probe's kernel: every element counted once, for every split into streams (parts
+// that are not whole vectors leave a remainder for the tail), with and without prefetch.
+TEST(Ops, StreamSumMatchesReference) {
+  for (int64_t n : {int64_t(1), int64_t(17), int64_t(1000), int64_t(7168), int64_t(100003)}) {
+    const std::vector<float> x = random_vector(n, uint32_t(n) + 40);
+    double mag = 0;
+    for (float v : x) mag += std::fabs(v);
+    const float ref = reference::stream_sum(x.data(), n, 1, false);
+    for (int streams : {1, 2, 3, 4, 8, 16})
+      for (bool prefetch : {false, true})
+        EXPECT_LE(std::fabs(double(stream_sum(x.data(), n, streams, prefetch)) - double(ref)),
+                  (double(n) + 4) * kEps * mag)
+            << "n " << n << " streams " << streams << " prefetch " << prefetch;
+  }
+}
+
 TEST(Ops, SiluMulBackwardMatchesReference) {
   for (int64_t n : kSizes) {
     std::vector<float> g = random_vector(n, uint32_t(n) + 20, 6.0f);

@@ -30,6 +30,10 @@ void softmax_inplace(float* x, int64_t n);
 void add_inplace(float* y, const float* x, int64_t n);   // y += x
 void scale_inplace(float* x, float a, int64_t n);        // x *= a
 float dot_f32(const float* a, const float* b, int64_t n);  // Σ a·b, f32 accumulation in several lanes
+// Σ x over n floats read as `streams` (1..16) contiguous parts in lockstep, one vector from each per step,
+// optionally with software prefetch 8 KB ahead in every part: how a GEMV reads several weight rows at once.
+// The benchmarks' read-bandwidth probe (bench/bench_common.h) takes the fastest of these access patterns.
+float stream_sum(const float* x, int64_t n, int streams, bool prefetch);
 void axpy(float a, const float* x, float* y, int64_t n);   // y += a·x
 
 // bfloat16 conversions of a [rows, cols] matrix with row stride ld into a packed [rows, cols] one
@@ -52,6 +56,7 @@ void add_inplace(float* y, const float* x, int64_t n);
 void scale_inplace(float* x, float a, int64_t n);
 float dot_f32(const float* a, const float* b, int64_t n);
 void axpy(float a, const float* x, float* y, int64_t n);
+float stream_sum(const float* x, int64_t n, int streams, bool prefetch);  // Σ x in double
 }  // namespace reference
 
 }  // namespace dsv3

@@ -11,6 +11,8 @@
 
 #include "core/dtype.h"
 #include "core/parallel.h"
+#include "core/error.h"
+#include "hwy/cache_control.h"
 #include "hwy/highway.h"
 #include "hwy/contrib/math/math-inl.h"
 
@@ -218,6 +220,28 @@ float dot_f32(const float* a, const float* b, int64_t n) {
   for (; i + N <= n; i += N) s0 = hn::MulAdd(hn::LoadU(d, a + i), hn::LoadU(d, b + i), s0);
   float sum = sum_lanes(d, hn::Add(hn::Add(s0, s1), hn::Add(s2, s3)));
   for (; i < n; ++i) sum += a[i] * b[i];
+  return sum;
+}
+
+float stream_sum(const float* x, int64_t n, int streams, bool prefetch) {
+  DSV3_CHECK(streams >= 1 && streams <= 16, "[stream_sum] streams must be in [1, 16], got ", streams);
+  const D d;
+  const int64_t N = int64_t(hn::Lanes(d));
+  constexpr int64_t kPrefetchFloats = 8192 / sizeof(float);
+  const int64_t part = n / streams / N * N;  // each part a whole number of vectors; the rest goes below
+  V acc[16];
+  for (int s = 0; s < streams; ++s) acc[s] = hn::Zero(d);
+  for (int64_t i = 0; i < part; i += N) {
+    for (int s = 0; s < streams; ++s) {
+      const float* p = x + s * part + i;
+      if (prefetch && (i & 15) == 0) hwy::Prefetch(p + kPrefetchFloats);
+      acc[s] = hn::Add(acc[s], hn::LoadU(d, p));
+    }
+  }
+  V total = hn::Zero(d);
+  for (int s = 0; s < streams; ++s) total = hn::Add(total, acc[s]);
+  float sum = sum_lanes(d, total);
+  for (int64_t i = part * streams; i < n; ++i) sum += x[i];
   return sum;
 }
 

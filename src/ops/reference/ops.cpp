@@ -77,6 +77,12 @@ void axpy(float a, const float* x, float* y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] += a * x[i];
 }
 
+float stream_sum(const float* x, int64_t n, int /*streams*/, bool /*prefetch*/) {
+  double sum = 0;
+  for (int64_t i = 0; i < n; ++i) sum += x[i];
+  return float(sum);
+}
+
 void f32_to_bf16_2d(const float* x, int64_t rows, int64_t cols, int64_t ld, uint16_t* out) {
   for (int64_t r = 0; r < rows; ++r)
     for (int64_t c = 0; c < cols; ++c) out[r * cols + c] = f32_to_bf16(x[r * ld + c]);
