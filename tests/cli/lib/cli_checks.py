@@ -660,6 +660,9 @@ def main():
     except (CheckFailed, png_np.PngError, st.SafetensorsError) as e:
         print(f"FAIL: {e}")
         return 1
+    except (OSError, ValueError, KeyError) as e:  # a missing file, unreadable JSON, a field not written
+        print(f"FAIL: {type(e).__name__}: {e}")
+        return 1
     return 0
 
 
