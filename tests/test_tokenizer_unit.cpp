@@ -2,6 +2,7 @@
 // streaming, and the chat format: none of it needs node or the DeepSeek tokenizer.
 #include <gtest/gtest.h>
 
+#include <fstream>
 #include <functional>
 #include <string>
 #include <vector>
@@ -14,6 +15,7 @@
 #include "io/pre_tokenizer.h"
 #include "io/tokenizer.h"
 #include "io/utf8.h"
+#include "test_support.h"
 
 namespace dsv3 {
 namespace {
@@ -266,6 +268,31 @@ TEST(ChatFormat, HandDerivedFromTemplate) {
             "<｜begin▁of▁sentence｜>s1\n\ns2<｜User｜>a<｜Assistant｜>");
   EXPECT_EQ(format_chat({}, false), "<｜begin▁of▁sentence｜>");
   expect_error_containing([] { format_chat({{"tool", "x"}}, true); }, "role 'tool'");
+}
+
+// A messages file (dsv3 generate --messages) reads back as the conversation; bad files name the problem.
+TEST(ChatFormat, ReadsMessagesFile) {
+  testing::TempDir dir("chat_messages");
+  auto write = [&](const std::string& name, const std::string& text) {
+    std::ofstream(dir.sub(name)) << text;
+    return dir.sub(name);
+  };
+  const std::vector<ChatMessage> messages = read_chat_messages(
+      write("ok.json", R"([{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi <｜User｜>"},
+                          {"role": "assistant", "content": ""}])"));
+  ASSERT_EQ(messages.size(), 3u);
+  EXPECT_EQ(messages[1].role, "user");
+  EXPECT_EQ(messages[1].content, "Hi <｜User｜>");
+  EXPECT_EQ(messages[2].content, "");
+  expect_error_containing([&] { read_chat_messages(dir.sub("missing.json")); }, "cannot open");
+  expect_error_containing([&] { read_chat_messages(write("bad.json", "[{")); }, "not valid JSON");
+  expect_error_containing([&] { read_chat_messages(write("empty.json", "[]")); }, "holds no messages");
+  expect_error_containing([&] { read_chat_messages(write("object.json", R"({"role": "user"})")); },
+                          "holds no messages");
+  expect_error_containing([&] { read_chat_messages(write("nocontent.json", R"([{"role": "user"}])")); },
+                          "message 0 has no string");
+  expect_error_containing([&] { read_chat_messages(write("tool.json", R"([{"role": "tool", "content": "x"}])")); },
+                          "role 'tool'");
 }
 
 }  // namespace

@@ -18,6 +18,7 @@ namespace {
 struct GenerateArgs {
   std::string model_dir;
   std::string prompt;
+  std::string messages_path;  // a conversation to continue instead of a prompt
   int64_t max_new_tokens = 128;
   SamplingParams sampling;
   bool ignore_eos = false;
@@ -55,13 +56,19 @@ int run_generate(const GenerateArgs& a) {
   const LoadedModel loaded = load_model_with_tokenizer(a.model_dir);
   const Model& model = *loaded.model;
   std::vector<int32_t> prompt;
-  if (loaded.tokenizer->bos_id()) prompt.push_back(*loaded.tokenizer->bos_id());
-  for (int32_t t : loaded.tokenizer->encode(a.prompt)) prompt.push_back(t);
+  if (!a.messages_path.empty()) {
+    // The conversation rendered as dsv3 chat renders it, ending in the assistant's turn.
+    prompt = encode_chat(*loaded.tokenizer, read_chat_messages(a.messages_path), /*add_generation_prompt=*/true);
+  } else {
+    if (loaded.tokenizer->bos_id()) prompt.push_back(*loaded.tokenizer->bos_id());
+    for (int32_t t : loaded.tokenizer->encode(a.prompt)) prompt.push_back(t);
+  }
 
   KVCache cache(model.config, int64_t(prompt.size()) + a.max_new_tokens);
   Sampler sampler(a.sampling);
   GenerationRequest request{prompt, a.max_new_tokens, a.ignore_eos ? std::nullopt : loaded.tokenizer->eos_id()};
-  TokenStreamDecoder stream(*loaded.tokenizer);
+  // With --messages only the reply is printed, as dsv3 chat prints it.
+  TokenStreamDecoder stream(*loaded.tokenizer, /*skip_special=*/!a.messages_path.empty());
   std::fputs(a.prompt.c_str(), stdout);
   std::fflush(stdout);
   const GenerationStats stats = generate(model, cache, request, sampler, forward_options(a), [&](int32_t token) {
@@ -77,7 +84,9 @@ int run_generate(const GenerateArgs& a) {
 }
 
 // Interactive chat in DeepSeek's format. The cache keeps the conversation: each turn re-encodes the
-// whole conversation and only the tokens past the longest common prefix with the cache are run.
+// whole conversation (as DeepSeek's generate.py does) and only the tokens past its longest common prefix
+// with the cache are run — everything but the new message, unless the previous reply re-encodes to other
+// tokens than were sampled. stderr reports both counts per turn.
 int run_chat(const GenerateArgs& a) {
   const LoadedModel loaded = load_model_with_tokenizer(a.model_dir);
   const Model& model = *loaded.model;
@@ -107,7 +116,9 @@ int run_chat(const GenerateArgs& a) {
     cache.truncate(int64_t(common));
     GenerationRequest request{std::vector<int32_t>(all.begin() + int64_t(common), all.end()), a.max_new_tokens,
                               tokenizer.eos_id()};
-    TokenStreamDecoder stream(tokenizer);
+    // The reply leaves special tokens out, as DeepSeek's generate.py decodes it, on screen and in the
+    // conversation.
+    TokenStreamDecoder stream(tokenizer, /*skip_special=*/true);
     std::string reply;
     std::vector<int32_t> reply_tokens;
     const GenerationStats stats = generate(model, cache, request, sampler, options, [&](int32_t token) {
@@ -124,6 +135,8 @@ int run_chat(const GenerateArgs& a) {
     std::fputs(tail.c_str(), stdout);
     std::fputs("\n", stdout);
     print_stats(stats);
+    std::fprintf(stderr, "[dsv3] conversation %zu tokens: %zu reused from the cache, %zu prefilled\n", all.size(),
+                 common, all.size() - common);
     cached = all;
     cached.insert(cached.end(), reply_tokens.begin(), reply_tokens.end() - (reply_tokens.empty() ? 0 : 1));
     messages.push_back({"assistant", reply});
@@ -137,9 +150,17 @@ Runner add_generate(CLI::App& app) {
   auto a = std::make_shared<GenerateArgs>();
   CLI::App* cmd = app.add_subcommand("generate", "Generate text from a prompt; prints prefill/decode tokens/s to stderr");
   add_sampling_options(cmd, *a);
-  cmd->add_option("--prompt", a->prompt, "Prompt text (BOS is prepended)")->required();
+  CLI::Option* prompt = cmd->add_option("--prompt", a->prompt, "Prompt text (BOS is prepended)");
+  CLI::Option* messages = cmd->add_option(
+      "--messages", a->messages_path,
+      "Instead of --prompt: a JSON file [{\"role\": \"system\"|\"user\"|\"assistant\", \"content\": TEXT}, "
+      "...], rendered in DeepSeek's chat format as dsv3 chat renders it; prints only the reply, as dsv3 chat does");
+  prompt->excludes(messages);
   cmd->add_flag("--ignore-eos", a->ignore_eos, "Keep generating past the end-of-sentence token");
-  return [a] { return run_generate(*a); };
+  return [a, prompt, messages] {
+    DSV3_CHECK(prompt->count() + messages->count() == 1, "[generate] give --prompt TEXT or --messages FILE");
+    return run_generate(*a);
+  };
 }
 
 Runner add_chat(CLI::App& app) {
@@ -147,7 +168,9 @@ Runner add_chat(CLI::App& app) {
   a->max_new_tokens = 512;
   a->sampling.temperature = 0.7f;
   a->sampling.top_p = 0.95f;
-  CLI::App* cmd = app.add_subcommand("chat", "Interactive chat in DeepSeek's chat format (reads lines from stdin)");
+  CLI::App* cmd = app.add_subcommand(
+      "chat", "Interactive chat in DeepSeek's chat format (one message a line on stdin); the latent KV cache is kept "
+              "across turns, and stderr says per turn how many tokens it supplied and how many were prefilled");
   add_sampling_options(cmd, *a);
   cmd->add_option("--system", a->system_prompt, "System prompt");
   return [a] { return run_chat(*a); };

@@ -1,5 +1,8 @@
 #include "infer/chat_format.h"
 
+#include <fstream>
+#include <nlohmann/json.hpp>
+
 #include "core/error.h"
 #include "io/tokenizer.h"
 
@@ -70,6 +73,29 @@ std::vector<int32_t> encode_chat(const Tokenizer& tokenizer, const std::vector<C
   }
   if (add_generation_prompt) ids.push_back(assistant);
   return ids;
+}
+
+std::vector<ChatMessage> read_chat_messages(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  DSV3_CHECK(in.good(), "[chat] cannot open ", path, ": give a JSON file of messages");
+  nlohmann::json j;
+  try {
+    in >> j;
+  } catch (const nlohmann::json::parse_error& e) {
+    DSV3_FAIL("[chat] ", path, " is not valid JSON (", e.what(), ")");
+  }
+  const char* layout = ": expected [{\"role\": \"user\", \"content\": \"...\"}, ...]";
+  DSV3_CHECK(j.is_array() && !j.empty(), "[chat] ", path, " holds no messages", layout);
+  std::vector<ChatMessage> messages;
+  for (size_t i = 0; i < j.size(); ++i) {
+    const nlohmann::json& m = j[i];
+    DSV3_CHECK(m.is_object() && m.contains("role") && m["role"].is_string() && m.contains("content") &&
+                   m["content"].is_string(),
+               "[chat] ", path, ": message ", i, " has no string \"role\" and \"content\"", layout);
+    messages.push_back({m["role"].get<std::string>(), m["content"].get<std::string>()});
+    check_role(messages.back(), i);
+  }
+  return messages;
 }
 
 }  // namespace dsv3

@@ -29,4 +29,8 @@ std::string format_chat(const std::vector<ChatMessage>& messages, bool add_gener
 std::vector<int32_t> encode_chat(const Tokenizer& tokenizer, const std::vector<ChatMessage>& messages,
                                  bool add_generation_prompt);
 
+// A conversation stored as JSON: [{"role": "user", "content": "..."}, ...] (OpenAI's and Hugging Face's
+// messages layout). Errors name the file and the entry.
+std::vector<ChatMessage> read_chat_messages(const std::string& path);
+
 }  // namespace dsv3

@@ -10,6 +10,15 @@
 #   expect_error LABEL PATTERN COMMAND...
 #                            the command must exit 1 (an error, not a crash) with PATTERN on stderr;
 #                            prints ok or FAIL and adds 1 to $failures on FAIL
+#   check LABEL SUBCOMMAND ARGS...
+#                            runs cli_checks.py (beside this file: content checks of the CLI's outputs against
+#                            what they must hold) as a step of run, printing its report; needs $PY
+#   check_logits MODEL TOKENS PREFIX VOCAB
+#                            dsv3 logits of TOKENS ("1,2,3") with absorbed and naive attention and of its PREFIX
+#                            tokens; checks the first is a float32 [n, VOCAB] .npy the others agree with
+#   expect_in_log LABEL PATTERN
+#                            the last step's log ($WORK/log.txt) must match the grep pattern PATTERN; prints
+#                            ok with the matching line, or FAIL and adds 1 to $failures
 #
 # run's behaviour is set by these variables (all off by default):
 #   RUN_ELAPSED=1        append the step's elapsed seconds to its ok line
@@ -95,4 +104,37 @@ expect_error() {
     echo "  FAIL $label (exit $rc, stderr: $(head -c 300 "$WORK/err"))"
     failures=$((failures + 1))
   fi
+}
+
+CLI_CHECKS=$(dirname "${BASH_SOURCE[0]}")/cli_checks.py
+
+# check LABEL SUBCOMMAND ARGS...: see above.
+check() {
+  local label=$1
+  shift
+  RUN_PRINT_LOG=1 run "$label" "$PY" "$CLI_CHECKS" "$@"
+}
+
+# expect_in_log LABEL PATTERN: see above.
+expect_in_log() {
+  local line
+  if line=$(grep -m 1 -- "$2" "$WORK/log.txt"); then
+    echo "  ok   $1: $line"
+  else
+    echo "  FAIL $1: no line matching '$2' in:"
+    tail -n 25 "$WORK/log.txt" | sed 's/^/       | /'
+    failures=$((failures + 1))
+  fi
+}
+
+# check_logits MODEL TOKENS PREFIX VOCAB: see above (needs $dsv3, the binary).
+check_logits() {
+  local model=$1 tokens=$2 prefix=$3 vocab=$4 rows
+  rows=$(tr ',' '\n' <<<"$tokens" | wc -l)
+  run "logits" "$dsv3" logits --model "$model" --tokens "$tokens" --out "$WORK/absorbed.npy" &&
+    run "logits, naive attention" "$dsv3" logits --model "$model" --tokens "$tokens" --attention naive \
+      --out "$WORK/naive.npy" &&
+    run "logits of the prefix $prefix" "$dsv3" logits --model "$model" --tokens "$prefix" --out "$WORK/prefix.npy" &&
+    check "logits [$rows, $vocab] agree across attention forms and with the prefix" logits "$WORK/absorbed.npy" \
+      --rows "$rows" --vocab "$vocab" --same "$WORK/naive.npy" "$WORK/prefix.npy"
 }
