@@ -10,6 +10,9 @@
 #   expect_error LABEL PATTERN COMMAND...
 #                            the command must exit 1 (an error, not a crash) with PATTERN on stderr;
 #                            prints ok or FAIL and adds 1 to $failures on FAIL
+#   init_config_case NAME CONFIG FLAGS
+#                            prints a case header and writes a random checkpoint of the reference config
+#                            CONFIG with `dsv3 init` into $WORK/NAME; adds 1 to $failures on failure
 #
 # run's behaviour is set by these variables (all off by default):
 #   RUN_ELAPSED=1        append the step's elapsed seconds to its ok line
@@ -94,5 +97,19 @@ expect_error() {
   else
     echo "  FAIL $label (exit $rc, stderr: $(head -c 300 "$WORK/err"))"
     failures=$((failures + 1))
+  fi
+}
+
+# init_config_case NAME CONFIG FLAGS: prints "== NAME (CONFIG, FLAGS)" and runs `$DSV3 init` on
+# $REF/configs/CONFIG with seed $SEED, no tokenizer (the test configs have 1000 ids) and the extra init
+# FLAGS (one string, split on spaces) into $WORK/NAME. Returns 0, or 1 after adding 1 to $failures.
+init_config_case() {
+  local name=$1 config=$2 flags=$3 flag_words
+  echo "== $name ($config${flags:+, $flags})"
+  read -r -a flag_words <<<"$flags"
+  if ! run "$name: dsv3 init" "$DSV3" init --config "$REF/configs/$config" --out "$WORK/$name" --seed "$SEED" \
+    --no-tokenizer "${flag_words[@]}"; then
+    failures=$((failures + 1))
+    return 1
   fi
 }
