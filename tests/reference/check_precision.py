@@ -34,8 +34,8 @@ What rounding does to the logits, and the bounds (measured values in docs/REFERE
   arithmetic: the f32 logits agree with the float64 reference to ~1e-6 relative (logits_reference.sh).
   Where one of the ~10^4 rounded values behind a row lies within float32 noise of a boundary, the two
   round it one ulp apart and the row differs by about one rounding error's worth (or more, when it
-  tips a routing decision); that is not a bug and cannot be emulated away: observed in 0-45% of the
-  rows, more at later positions, which see more rounded values through attention. So:
+  tips a routing decision); that is not a bug and cannot be emulated away: observed in up to half of
+  the rows, more at later positions, which see more rounded values through attention. So:
   (a) at least a quarter of the rows agree to  rel(d, r) <= TAU = 1e-5  (10x the float32 noise), and
   (c) on those rows the rounding itself is visible:  rel(r, x) >= 30 * TAU  (agreement with r is not
       agreement with x).
