@@ -43,8 +43,19 @@ int run_grads(const GradsArgs& a, const std::vector<int32_t>& tokens) {
   // Shared storage (MTP embedding/head copies) appears once, under the main model's name.
   SafetensorsWriter writer;
   writer.set_metadata("format", "pt");
-  writer.set_metadata("loss", cat(stats.loss));
-  writer.set_metadata("main_loss", cat(stats.main_loss));
+  // Losses with every digit of a double, for checks at the float64 computation's accuracy.
+  const auto exact_text = [](double v) {
+    char text[32];
+    std::snprintf(text, sizeof text, "%.17g", v);
+    return std::string(text);
+  };
+  writer.set_metadata("loss", exact_text(stats.loss));
+  writer.set_metadata("main_loss", exact_text(stats.main_loss));
+  std::string mtp_losses;  // one per MTP module, comma-separated
+  for (double l : stats.mtp_loss) mtp_losses += (mtp_losses.empty() ? "" : ",") + exact_text(l);
+  writer.set_metadata("mtp_loss", mtp_losses);
+  writer.set_metadata("mtp_lambda", exact_text(a.mtp_lambda));
+  writer.set_metadata("precision", a.precision);
   writer.set_metadata("tokens", a.tokens);
   int64_t written = 0;
   for (const ParamInfo& p : params.layout().tensors) {

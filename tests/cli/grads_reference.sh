@@ -5,15 +5,15 @@
 #   bash tests/cli/grads_reference.sh BUILD_DIR SOURCE_DIR        (ctest runs it as cli.grads_reference)
 #
 # For each small config in tests/reference/configs (V3 with MTP, sharded; V3 FP8 with partial 128x128
-# blocks; V2-Lite style; V2 group_limited_greedy) it writes a random checkpoint with `dsv3 init`, runs
-# `dsv3 grads` on a token list in float32 (the training arithmetic) and float64, and checks sampled
-# elements of every gradient tensor against central differences of the reference's mean next-token
-# cross-entropy:  |g - fd| <= RTOL·|fd| + ATOL·max|g of the tensor|.
-# float32: RTOL 1e-3, ATOL 1e-4 (observed errors ~1e-6 relative: float32 sums of a few hundred terms);
-# float64: RTOL 1e-5, ATOL 1e-7 (the finite differences' own truncation and rounding, step 1e-5).
+# blocks and MTP; V2-Lite style; V2 group_limited_greedy) it writes a random checkpoint with `dsv3 init`,
+# runs `dsv3 grads` on a token list in float32 (the training arithmetic) and float64 — with the MTP loss,
+# --mtp-lambda 0.3, for the configs that have an MTP layer — and checks both files against the same
+# central differences of the reference's objective (main cross-entropy + lambda/D * sum_k MTP
+# cross-entropy): every element of tensors with at most 64 elements, the 2 largest and 6 random elements
+# of each larger one, at the tolerances tests/reference/grad_check.py derives (float32: 10 sqrt(n_eff)
+# 2^-24 ~ 5e-5 relative; float64: the float32 storage and RoPE tables, ~6e-7; finite differences 2.7e-9).
 #
-# Needs a Python 3 with numpy (/usr/bin/python3 or python3 on PATH); without one it prints SKIP and
-# exits 77.
+# Needs a Python 3 with numpy (/usr/bin/python3 or python3 on PATH); without one it fails, naming it.
 set -u
 # shellcheck source=lib/common.sh
 source "$(dirname "$0")/lib/common.sh"
@@ -32,35 +32,31 @@ make_work_dir grads_reference
 failures=0
 RUN_ELAPSED=1  # run (lib/common.sh) adds each step's elapsed seconds to its ok line
 
-# case name, config file, extra init flags
+# case name, config file, extra init flags, MTP loss weight
 CASES=(
-  "v3_mtp|v3_mtp.json|--shard-mb 1"
-  "v3_fp8_edges|v3_fp8_edges.json|--fp8"
-  "v2_lite|v2_lite.json|"
-  "v2_group_limited|v2_group_limited.json|--dtype f32"
+  "v3_mtp|v3_mtp.json|--shard-mb 1|0.3"
+  "v3_fp8_edges|v3_fp8_edges.json|--fp8|0.3"
+  "v2_lite|v2_lite.json||0"
+  "v2_group_limited|v2_group_limited.json|--dtype f32|0"
 )
 
 for entry in "${CASES[@]}"; do
-  IFS='|' read -r name config flags <<<"$entry"
+  IFS='|' read -r name config flags mtp_lambda <<<"$entry"
   dir="$WORK/$name"
-  echo "== $name ($config${flags:+, $flags})"
-  read -r -a flag_words <<<"$flags"
-  if ! run "$name: dsv3 init" "$DSV3" init --config "$REF/configs/$config" --out "$dir" --seed "$SEED" \
-    --no-tokenizer "${flag_words[@]}"; then
-    failures=$((failures + 1))
-    continue
-  fi
+  init_config_case "$name" "$config" "$flags" || continue
+  grads=()
   for precision in f32 f64; do
-    if [ "$precision" = f32 ]; then tol=(--rtol 1e-3 --atol 1e-4); else tol=(--rtol 1e-5 --atol 1e-7); fi
-    if run "$name: dsv3 grads --precision $precision" "$DSV3" grads --model "$dir" --tokens "$TOKENS" \
-      --precision "$precision" --out "$dir.$precision.safetensors" &&
-      run "$name: grad_check $precision (${tol[*]})" "$PY" "$REF/grad_check.py" --model "$dir" --tokens "$TOKENS" \
-        --grads "$dir.$precision.safetensors" "${tol[@]}"; then
-      sed 's/^/       | /' "$WORK/log.txt"
-    else
+    if ! run "$name: dsv3 grads --precision $precision --mtp-lambda $mtp_lambda" "$DSV3" grads --model "$dir" \
+      --tokens "$TOKENS" --precision "$precision" --mtp-lambda "$mtp_lambda" --out "$dir.$precision.safetensors"; then
       failures=$((failures + 1))
+      continue 2
     fi
+    grads+=(--grads "$dir.$precision.safetensors")
   done
+  # RUN_PRINT_LOG: the check's report, worth seeing when it passes too
+  if ! RUN_PRINT_LOG=1 run "$name: grad_check" "$PY" "$REF/grad_check.py" --model "$dir" --tokens "$TOKENS" "${grads[@]}"; then
+    failures=$((failures + 1))
+  fi
   rm -rf "$dir" "$dir".*.safetensors
 done
 

@@ -5,16 +5,19 @@ Reads a Hugging Face checkpoint directory (config.json + safetensors, BF16 or bl
 single file or sharded) and computes the logits at every position of a token list, following the
 semantics of DeepSeek's inference/model.py and Hugging Face's modeling_deepseek.py (SPEC.md
 section 1). Everything is computed in float64 and written plainly, one concept per function:
-RMSNorm, YaRN RoPE on interleaved pairs, MLA in its naive form, SwiGLU, the V3 and V2 routers, MoE.
-The multi-token-prediction layers stored after the main layers are not used for logits.
+RMSNorm, YaRN RoPE on interleaved pairs, MLA in its naive form, SwiGLU, the V3 and V2 routers, MoE,
+and the multi-token-prediction (MTP) modules stored after the main layers.
 
     deepseek_reference.py --model DIR --tokens 1,2,3 --out logits.npy   # float32 [n_tokens, vocab]
+        [--mtp mtp.npy]                 # MTP module 0's logits, float32 [n_tokens - 1, vocab]
+        [--precision bf16|fp8]          # round activations where dsv3 --precision does
     deepseek_reference.py --self-test                                    # numeric unit checks
 
 See docs/REFERENCE.md.
 """
 
 import argparse
+import collections
 import json
 import math
 import os
@@ -22,6 +25,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import safetensors_np as st  # noqa: E402  (re-executes with an interpreter that has numpy)
+from activation_rounding import EXACT, PRECISIONS, ActivationRounding  # noqa: E402
 
 np = st.np
 
@@ -188,8 +192,20 @@ def softmax(x, axis=-1):
 
 
 def linear(x, weight):
-    """x [..., in] times weight [out, in]^T -> [..., out] (the HF/PyTorch weight layout)."""
-    return x @ weight.T
+    """x [..., in] times weight [out, in]^T -> [..., out] (the HF/PyTorch weight layout). einsum
+    rather than matmul: with the reference BLAS Debian's numpy links by default, it is ~3x faster
+    at these sizes (same float64 products, summed in another order)."""
+    return np.einsum("...i,oi->...o", x, weight)
+
+
+# A projection's weight [out, in] (float64, dequantized) and whether the checkpoint stores it as FP8,
+# which decides how dsv3's fp8 precision treats its input (activation_rounding.py).
+Projection = collections.namedtuple("Projection", "weight fp8")
+
+
+def project(x, projection, rounding=EXACT):
+    """x W^T with x first rounded as `rounding` says (exact by default)."""
+    return linear(rounding.round_input(x, projection.fp8), projection.weight)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -270,21 +286,40 @@ def apply_rope(x, positions, inv_freq, amplitude=1.0):
 # ---------------------------------------------------------------------------------------------
 
 class Weights:
-    """Float64 tensors from a checkpoint by HF name (SPEC.md section 1), FP8 dequantized."""
+    """Float64 tensors from a checkpoint by HF name (SPEC.md section 1), FP8 dequantized. Each tensor is
+    read once and kept: `values` maps names to the arrays every later read returns, so a caller may
+    change a weight in place (finite differences) and the next forward pass sees it."""
 
     def __init__(self, cfg, model_dir, dequant_round=None):
         self.cfg = cfg
         self.ckpt = st.Checkpoint(model_dir, cfg.weight_block)
         self.dequant_round = dequant_round  # None, or "bf16": round dequantized FP8 weights to BF16
+        self.values = {}
+        self.projections = {}
+        self.sources = {}  # name -> the name whose array it reads (see share)
 
     def has(self, name):
         return self.ckpt.has(name)
 
+    def share(self, name, source):
+        """Reads of `name` return `source`'s array: one parameter stored under two names, as dsv3's
+        training keeps the MTP modules' embedding and head (train_model.cpp, share_mtp_embedding_head)."""
+        self.sources[name] = source
+
     def get(self, name, shape):
-        value = self.ckpt.float64(name, shape)
-        if self.dequant_round == "bf16" and self.ckpt.dtype(name).startswith("F8"):
-            value = st.round_to_bf16(value)
-        return value
+        name = self.sources.get(name, name)
+        if name not in self.values:
+            value = np.array(self.ckpt.float64(name, shape), dtype=np.float64)
+            if self.dequant_round == "bf16" and self.ckpt.dtype(name).startswith("F8"):
+                value = st.round_to_bf16(value)
+            self.values[name] = value
+        return self.values[name]
+
+    def projection(self, name, shape):
+        name = self.sources.get(name, name)
+        if name not in self.projections:
+            self.projections[name] = Projection(self.get(name, shape), self.ckpt.dtype(name).startswith("F8"))
+        return self.projections[name]
 
 
 def layer_prefix(layer):
@@ -300,29 +335,31 @@ def load_attention(cfg, w, layer):
     h, nh = cfg.hidden_size, cfg.num_attention_heads
     a = {}
     if cfg.q_lora_rank:
-        a["q_a"] = w.get(p + "q_a_proj.weight", [cfg.q_lora_rank, h])
+        a["q_a"] = w.projection(p + "q_a_proj.weight", [cfg.q_lora_rank, h])
         a["q_a_norm"] = w.get(p + "q_a_layernorm.weight", [cfg.q_lora_rank])
-        a["q_b"] = w.get(p + "q_b_proj.weight", [nh * cfg.qk_head_dim, cfg.q_lora_rank])
+        a["q_b"] = w.projection(p + "q_b_proj.weight", [nh * cfg.qk_head_dim, cfg.q_lora_rank])
     else:
-        a["q"] = w.get(p + "q_proj.weight", [nh * cfg.qk_head_dim, h])
-    a["kv_a"] = w.get(p + "kv_a_proj_with_mqa.weight", [cfg.kv_lora_rank + cfg.qk_rope_head_dim, h])
+        a["q"] = w.projection(p + "q_proj.weight", [nh * cfg.qk_head_dim, h])
+    a["kv_a"] = w.projection(p + "kv_a_proj_with_mqa.weight", [cfg.kv_lora_rank + cfg.qk_rope_head_dim, h])
     a["kv_a_norm"] = w.get(p + "kv_a_layernorm.weight", [cfg.kv_lora_rank])
-    a["kv_b"] = w.get(p + "kv_b_proj.weight", [nh * (cfg.qk_nope_head_dim + cfg.v_head_dim), cfg.kv_lora_rank])
-    a["o"] = w.get(p + "o_proj.weight", [h, nh * cfg.v_head_dim])
+    a["kv_b"] = w.projection(p + "kv_b_proj.weight",
+                             [nh * (cfg.qk_nope_head_dim + cfg.v_head_dim), cfg.kv_lora_rank])
+    a["o"] = w.projection(p + "o_proj.weight", [h, nh * cfg.v_head_dim])
     return a
 
 
-def mla_project(cfg, a, x, positions):
+def mla_project(cfg, a, x, positions, rounding=EXACT):
     """Queries, latent and rope key of x [T, H]: q_nope [T,nh,nope], q_rope [T,nh,rope] (rotated),
     c_kv [T,kv_lora] (normalised), k_rope [T,rope] (rotated, shared by all heads)."""
     t, nh = x.shape[0], cfg.num_attention_heads
     if cfg.q_lora_rank:
-        q = linear(rms_norm(linear(x, a["q_a"]), a["q_a_norm"], cfg.rms_norm_eps), a["q_b"])
+        c_q = rms_norm(project(x, a["q_a"], rounding), a["q_a_norm"], cfg.rms_norm_eps)
+        q = project(c_q, a["q_b"], rounding)
     else:
-        q = linear(x, a["q"])
+        q = project(x, a["q"], rounding)
     q = q.reshape(t, nh, cfg.qk_head_dim)
     q_nope, q_rope = q[..., :cfg.qk_nope_head_dim], q[..., cfg.qk_nope_head_dim:]
-    kv = linear(x, a["kv_a"])
+    kv = project(x, a["kv_a"], rounding)
     c_kv = rms_norm(kv[:, :cfg.kv_lora_rank], a["kv_a_norm"], cfg.rms_norm_eps)
     k_rope = kv[:, cfg.kv_lora_rank:]
     inv_freq, amp = rope_inverse_frequencies(cfg), rope_amplitude(cfg)
@@ -336,46 +373,48 @@ def causal_softmax(scores):
     return softmax(masked, axis=-1)
 
 
-def mla_forward(cfg, a, x, positions):
+def mla_forward(cfg, a, x, positions, rounding=EXACT):
     """Naive MLA: expand the latent into per-head keys and values, then ordinary attention."""
     t, nh = x.shape[0], cfg.num_attention_heads
-    q_nope, q_rope, c_kv, k_rope = mla_project(cfg, a, x, positions)
-    kv = linear(c_kv, a["kv_b"]).reshape(t, nh, cfg.qk_nope_head_dim + cfg.v_head_dim)
+    q_nope, q_rope, c_kv, k_rope = mla_project(cfg, a, x, positions, rounding)
+    kv = project(c_kv, a["kv_b"], rounding.for_kv_b()).reshape(t, nh, cfg.qk_nope_head_dim + cfg.v_head_dim)
     k_nope, v = kv[..., :cfg.qk_nope_head_dim], kv[..., cfg.qk_nope_head_dim:]
     scores = np.einsum("ihd,jhd->hij", q_nope, k_nope) + np.einsum("ihr,jr->hij", q_rope, k_rope)
     probs = causal_softmax(scores * attention_softmax_scale(cfg))
     out = np.einsum("hij,jhd->ihd", probs, v)  # [T, nh, v_head_dim]
-    return linear(out.reshape(t, nh * cfg.v_head_dim), a["o"])
+    return project(out.reshape(t, nh * cfg.v_head_dim), a["o"], rounding)
 
 
-def mla_forward_absorbed(cfg, a, x, positions):
+def mla_forward_absorbed(cfg, a, x, positions, rounding=EXACT):
     """Absorbed MLA (SPEC.md section 1), used only to cross-check mla_forward in the self-test:
-    queries move into latent space through W_kvb's key part; values come out through its value part."""
+    queries move into latent space through W_kvb's key part; values come out through its value part.
+    W_kvb multiplies unrounded values here, as in dsv3's absorbed form (rounding.kv_b_exact)."""
     t, nh = x.shape[0], cfg.num_attention_heads
-    q_nope, q_rope, c_kv, k_rope = mla_project(cfg, a, x, positions)
-    kv_b = a["kv_b"].reshape(nh, cfg.qk_nope_head_dim + cfg.v_head_dim, cfg.kv_lora_rank)
+    q_nope, q_rope, c_kv, k_rope = mla_project(cfg, a, x, positions, rounding)
+    kv_b = a["kv_b"].weight.reshape(nh, cfg.qk_nope_head_dim + cfg.v_head_dim, cfg.kv_lora_rank)
     w_k, w_v = kv_b[:, :cfg.qk_nope_head_dim], kv_b[:, cfg.qk_nope_head_dim:]
     q_latent = np.einsum("ihd,hdc->ihc", q_nope, w_k)
     scores = np.einsum("ihc,jc->hij", q_latent, c_kv) + np.einsum("ihr,jr->hij", q_rope, k_rope)
     probs = causal_softmax(scores * attention_softmax_scale(cfg))
     latent_out = np.einsum("hij,jc->ihc", probs, c_kv)
     out = np.einsum("ihc,hdc->ihd", latent_out, w_v)
-    return linear(out.reshape(t, nh * cfg.v_head_dim), a["o"])
+    return project(out.reshape(t, nh * cfg.v_head_dim), a["o"], rounding)
 
 
 # ---------------------------------------------------------------------------------------------
 # Feed-forward: SwiGLU, router, MoE
 # ---------------------------------------------------------------------------------------------
 
-def swiglu(x, gate, up, down):
-    """down(silu(gate x) * up x)."""
-    return linear(silu(linear(x, gate)) * linear(x, up), down)
+def swiglu(x, mlp, rounding=EXACT):
+    """down(silu(gate x) * up x); mlp = (gate, up, down) projections."""
+    gate, up, down = mlp
+    return project(silu(project(x, gate, rounding)) * project(x, up, rounding), down, rounding)
 
 
 def load_mlp(w, prefix, hidden, inter):
-    return (w.get(prefix + "gate_proj.weight", [inter, hidden]),
-            w.get(prefix + "up_proj.weight", [inter, hidden]),
-            w.get(prefix + "down_proj.weight", [hidden, inter]))
+    return (w.projection(prefix + "gate_proj.weight", [inter, hidden]),
+            w.projection(prefix + "up_proj.weight", [inter, hidden]),
+            w.projection(prefix + "down_proj.weight", [hidden, inter]))
 
 
 def top_indices(values, k):
@@ -436,15 +475,19 @@ def load_moe(cfg, w, layer):
     return m
 
 
-def moe_forward(cfg, m, x):
-    """sum over chosen experts of weight * expert(x), plus the shared experts."""
+def moe_forward(cfg, m, x, rounding=EXACT, routes=None):
+    """sum over chosen experts of weight * expert(x), plus the shared experts. The router logits are
+    exact under every rounding (dsv3 computes them from f32 activations). `routes`, a list, receives
+    the chosen experts [T, k]."""
     indices, weights = route(cfg, linear(x, m["gate"]), m["bias"])
+    if routes is not None:
+        routes.append(indices)
     y = np.zeros_like(x)
     for expert in np.unique(indices):
         tokens, slot = np.nonzero(indices == expert)
-        y[tokens] += swiglu(x[tokens], *m["experts"][expert]) * weights[tokens, slot][:, None]
+        y[tokens] += swiglu(x[tokens], m["experts"][expert], rounding) * weights[tokens, slot][:, None]
     if m["shared"] is not None:
-        y += swiglu(x, *m["shared"])
+        y += swiglu(x, m["shared"], rounding)
     return y
 
 
@@ -452,40 +495,125 @@ def moe_forward(cfg, m, x):
 # Model
 # ---------------------------------------------------------------------------------------------
 
-def forward_hidden(cfg, w, tokens, attention=mla_forward):
-    """Hidden states after the last main layer (before the final norm), [T, H]."""
+class ForwardOptions:
+    """How a forward pass computes: the attention formulation (mla_forward; the self-test swaps in
+    mla_forward_absorbed), the activation rounding to emulate (dsv3's ForwardOptions::precision), and
+    an optional list that collects every MoE layer's expert choice in order (to notice when rounding
+    or a perturbation changes routing)."""
+
+    def __init__(self, attention=None, rounding=EXACT, routes=None):
+        self.attention = attention or mla_forward
+        self.rounding = rounding
+        self.routes = routes
+
+
+DEFAULT_OPTIONS = ForwardOptions()
+
+
+def decoder_block(cfg, w, layer, x, positions, options=DEFAULT_OPTIONS):
+    """One block (main layer or MTP module): x + attention(norm x), then + FFN(norm x). Dense SwiGLU
+    or MoE by the layer index (is_moe_layer), for MTP layers too, as dsv3 and HF decide it."""
     h = cfg.hidden_size
+    p = layer_prefix(layer)
+    attn_in = rms_norm(x, w.get(p + "input_layernorm.weight", [h]), cfg.rms_norm_eps)
+    x = x + options.attention(cfg, load_attention(cfg, w, layer), attn_in, positions, options.rounding)
+    ffn_in = rms_norm(x, w.get(p + "post_attention_layernorm.weight", [h]), cfg.rms_norm_eps)
+    if cfg.is_moe_layer(layer):
+        return x + moe_forward(cfg, load_moe(cfg, w, layer), ffn_in, options.rounding, options.routes)
+    return x + swiglu(ffn_in, load_mlp(w, p + "mlp.", h, cfg.intermediate_size), options.rounding)
+
+
+def check_tokens(cfg, tokens):
     tokens = np.asarray(tokens, dtype=np.int64)
     if tokens.ndim != 1 or tokens.size == 0:
         raise ValueError("[reference] tokens must be a non-empty list")
     if tokens.min() < 0 or tokens.max() >= cfg.vocab_size:
         raise ValueError(f"[reference] token ids must be in [0, {cfg.vocab_size}); got {tokens.min()}..{tokens.max()}")
-    x = w.get("model.embed_tokens.weight", [cfg.vocab_size, h])[tokens]
+    return tokens
+
+
+def embed(cfg, w, tokens):
+    return w.get("model.embed_tokens.weight", [cfg.vocab_size, cfg.hidden_size])[tokens]
+
+
+def forward_hidden(cfg, w, tokens, options=DEFAULT_OPTIONS):
+    """Hidden states after the last main layer (before the final norm), [T, H]."""
+    tokens = check_tokens(cfg, tokens)
+    x = embed(cfg, w, tokens)
     positions = np.arange(tokens.size)
-    # Only the main layers: model.layers.{num_hidden_layers + k} are the MTP modules, unused for logits.
+    # Only the main layers: model.layers.{num_hidden_layers + k} are the MTP modules (mtp_forward).
     for layer in range(cfg.num_hidden_layers):
-        p = layer_prefix(layer)
-        attn_in = rms_norm(x, w.get(p + "input_layernorm.weight", [h]), cfg.rms_norm_eps)
-        x = x + attention(cfg, load_attention(cfg, w, layer), attn_in, positions)
-        ffn_in = rms_norm(x, w.get(p + "post_attention_layernorm.weight", [h]), cfg.rms_norm_eps)
-        if cfg.is_moe_layer(layer):
-            x = x + moe_forward(cfg, load_moe(cfg, w, layer), ffn_in)
-        else:
-            x = x + swiglu(ffn_in, *load_mlp(w, p + "mlp.", h, cfg.intermediate_size))
+        x = decoder_block(cfg, w, layer, x, positions, options)
     return x
 
 
-def forward_logits(cfg, w, tokens, attention=mla_forward):
+def final_norm(cfg, w, x):
+    return rms_norm(x, w.get("model.norm.weight", [cfg.hidden_size]), cfg.rms_norm_eps)
+
+
+def head_projection_name(cfg):
+    return "model.embed_tokens.weight" if cfg.tie_word_embeddings else "lm_head.weight"
+
+
+def head_projection(cfg, w):
+    return w.projection(head_projection_name(cfg), [cfg.vocab_size, cfg.hidden_size])
+
+
+def forward_logits(cfg, w, tokens, options=DEFAULT_OPTIONS):
     """Next-token logits at every position, float64 [T, vocab]."""
-    x = forward_hidden(cfg, w, tokens, attention)
-    x = rms_norm(x, w.get("model.norm.weight", [cfg.hidden_size]), cfg.rms_norm_eps)
-    head_name = "model.embed_tokens.weight" if cfg.tie_word_embeddings else "lm_head.weight"
-    return linear(x, w.get(head_name, [cfg.vocab_size, cfg.hidden_size]))
+    hidden = final_norm(cfg, w, forward_hidden(cfg, w, tokens, options))
+    return project(hidden, head_projection(cfg, w), options.rounding)
 
 
-def model_logits(model_dir, tokens, dequant_round=None):
+def mtp_forward(cfg, w, k, tokens, previous, options=DEFAULT_OPTIONS):
+    """MTP module k (model.layers.{num_hidden_layers + k}; SPEC.md section 1, src/model/mtp.h) over the
+    positions i = 0 .. T-2-k of a token list of length T: the input is
+        eh_proj([enorm(Emb(t_{i+1+k})); hnorm(previous_i)])     (embedding first)
+    where `previous` is the main model's hidden state after the final norm (model.norm) for k = 0, and
+    module k-1's block output (before shared_head.norm) for k > 0; then one decoder block whose
+    attention runs causally over the module's own positions 0 .. T-2-k (RoPE at those positions);
+    then shared_head.norm and shared_head.head. Row i predicts t_{i+2+k}. The module reads its own
+    copies of the embedding and head (model.layers.{N+k}.embed_tokens / shared_head.head), as serving
+    engines load them. Returns (logits [T-1-k, vocab], block output [T-1-k, H])."""
+    tokens = check_tokens(cfg, tokens)
+    n = tokens.size - 1 - k
+    if n < 1:
+        raise ValueError(f"[reference] MTP module {k} needs at least {k + 2} tokens, got {tokens.size}")
+    h, v, layer = cfg.hidden_size, cfg.vocab_size, cfg.num_hidden_layers + k
+    p = layer_prefix(layer)
+    emb = w.get(p + "embed_tokens.weight", [v, h])[tokens[1 + k:]]
+    concat = np.concatenate([rms_norm(emb, w.get(p + "enorm.weight", [h]), cfg.rms_norm_eps),
+                             rms_norm(previous[:n], w.get(p + "hnorm.weight", [h]), cfg.rms_norm_eps)], axis=-1)
+    x = project(concat, w.projection(p + "eh_proj.weight", [h, 2 * h]), options.rounding)
+    x = decoder_block(cfg, w, layer, x, np.arange(n), options)
+    normed = rms_norm(x, w.get(p + "shared_head.norm.weight", [h]), cfg.rms_norm_eps)
+    return project(normed, w.projection(p + "shared_head.head.weight", [v, h]), options.rounding), x
+
+
+def forward_all_logits(cfg, w, tokens, options=DEFAULT_OPTIONS, depth=None):
+    """The main logits [T, vocab] and those of MTP modules 0 .. depth-1 (default: every module the
+    config has), module k's [T-1-k, vocab], chained as mtp_forward describes."""
+    depth = cfg.num_nextn_predict_layers if depth is None else depth
+    hidden = final_norm(cfg, w, forward_hidden(cfg, w, tokens, options))
+    logits = project(hidden, head_projection(cfg, w), options.rounding)
+    mtp_logits, previous = [], hidden
+    for k in range(depth):
+        module_logits, previous = mtp_forward(cfg, w, k, tokens, previous, options)
+        mtp_logits.append(module_logits)
+    return logits, mtp_logits
+
+
+def cross_entropy(logits, targets):
+    """-log softmax(logits)[target] per row, float64 [rows]."""
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    log_probs = shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+    return -log_probs[np.arange(len(targets)), np.asarray(targets)]
+
+
+def model_logits(model_dir, tokens, dequant_round=None, options=DEFAULT_OPTIONS):
+    """forward_logits of a checkpoint directory."""
     cfg = DeepSeekConfig.load(model_dir)
-    return forward_logits(cfg, Weights(cfg, model_dir, dequant_round), tokens)
+    return forward_logits(cfg, Weights(cfg, model_dir, dequant_round), tokens, options)
 
 
 def parse_tokens(text):
@@ -498,13 +626,28 @@ def parse_tokens(text):
     return tokens
 
 
+def save_logits(path, logits, what):
+    if not np.all(np.isfinite(logits)):
+        raise ValueError(f"[reference] non-finite {what}")
+    np.save(path, logits.astype(np.float32))
+    print(f"deepseek_reference: wrote {what} to {path} [{logits.shape[0]}, {logits.shape[1]}] "
+          f"(max |logit| {np.max(np.abs(logits)):.4g})")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description="Float64 NumPy reference logits for DeepSeek-V3/V2 checkpoints")
     parser.add_argument("--model", help="checkpoint directory (config.json + safetensors)")
     parser.add_argument("--tokens", help="comma-separated token ids, e.g. 1,2,3")
     parser.add_argument("--out", help="output .npy, float32 [n_tokens, vocab]")
+    parser.add_argument("--mtp", help="also write MTP module 0's logits, float32 [n_tokens - 1, vocab], to this .npy")
     parser.add_argument("--dequant-round", choices=["none", "bf16"], default="none",
                         help="round dequantized FP8 weights to BF16 (what model.py's bf16 GEMM path does)")
+    parser.add_argument("--precision", choices=PRECISIONS, default="f32",
+                        help="round activations where `dsv3 --precision` does (activation_rounding.py); "
+                             "f32: nothing is rounded")
+    parser.add_argument("--kv-b-exact", action="store_true",
+                        help="with --precision bf16/fp8: leave kv_b_proj's input unrounded, as dsv3's absorbed "
+                             "attention does for chunks of fewer than 32 tokens")
     parser.add_argument("--self-test", action="store_true", help="run the numeric unit checks and exit")
     args = parser.parse_args(argv)
     if args.self_test:
@@ -514,16 +657,20 @@ def main(argv=None):
         parser.error("--model, --tokens and --out are required (or --self-test)")
     try:
         tokens = parse_tokens(args.tokens)
-        logits = model_logits(args.model, tokens, None if args.dequant_round == "none" else args.dequant_round)
+        if args.mtp and len(tokens) < 2:
+            raise ValueError("[reference] --mtp needs at least 2 tokens")
+        cfg = DeepSeekConfig.load(args.model)
+        if args.mtp and cfg.num_nextn_predict_layers < 1:
+            raise ConfigError(f"[reference] --mtp: {args.model} has no MTP module (num_nextn_predict_layers)")
+        options = ForwardOptions(rounding=ActivationRounding(args.precision, args.kv_b_exact))
+        weights = Weights(cfg, args.model, None if args.dequant_round == "none" else args.dequant_round)
+        logits, mtp_logits = forward_all_logits(cfg, weights, tokens, options, 1 if args.mtp else 0)
+        save_logits(args.out, logits, "logits")
+        if args.mtp:
+            save_logits(args.mtp, mtp_logits[0], "MTP logits")
     except (ConfigError, st.SafetensorsError, ValueError) as e:
         sys.stderr.write(f"deepseek_reference: error: {e}\n")
         return 1
-    if not np.all(np.isfinite(logits)):
-        sys.stderr.write("deepseek_reference: error: non-finite logits\n")
-        return 1
-    np.save(args.out, logits.astype(np.float32))
-    print(f"deepseek_reference: wrote {args.out} [{logits.shape[0]}, {logits.shape[1]}] "
-          f"(max |logit| {np.max(np.abs(logits)):.4g})")
     return 0
 
 

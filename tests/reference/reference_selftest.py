@@ -4,17 +4,21 @@ Each piece is checked against hand-computed values or an independent formulation
 128x128 block dequantization with partial edge blocks, safetensors round trips, RMSNorm, RoPE
 (complex multiplication, HF's rotate_half layout, relative-position invariance), YaRN frequencies and
 softmax scale (hand values for V3 and V2-Lite), the routers (hand cases and a brute-force loop), MLA
-(naive vs absorbed form, causality, single token), and end to end on random checkpoints written by
-make_checkpoint.py (single file vs sharded, MTP tensors ignored, FP8 vs plain, correction bias in use).
+(naive vs absorbed form, causality, single token), the emulation of dsv3's activation rounding (FP8
+tile grid, scale and error bound; which projections round), and end to end on random checkpoints
+written by make_checkpoint.py (single file vs sharded, MTP tensors ignored by the main logits, MTP
+logits causal and fed by the final-normed hidden state, FP8 vs plain, correction bias in use).
 """
 
 import json
 import math
 import os
 
-from deepseek_reference import (DeepSeekConfig, apply_rope, attention_softmax_scale, linear, mla_forward,
-                                mla_forward_absorbed, mla_project, model_logits, rms_norm, rope_amplitude,
-                                rope_inverse_frequencies, route, st, yarn_correction_range)
+from activation_rounding import ActivationRounding, quantize_fp8_tiles
+from deepseek_reference import (DeepSeekConfig, ForwardOptions, Projection, Weights, apply_rope, attention_softmax_scale,
+                                forward_all_logits, linear, mla_forward, mla_forward_absorbed, mla_project,
+                                model_logits, rms_norm, rope_amplitude, rope_inverse_frequencies, route, st,
+                                yarn_correction_range)
 
 np = st.np
 
@@ -66,6 +70,41 @@ def _test_bf16(c):
            got.tolist() == [0x3F80, 0xC000, 0x3F80, 0x3F82, 0x3F81])
     bits = np.random.default_rng(1).integers(0, 0x7F80, 1000).astype(np.uint16)
     c.true("bf16 decode/encode round trip", np.array_equal(st.float_to_bf16_bits(st.bf16_to_float32(bits)), bits))
+
+
+def _test_activation_rounding(c):
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((5, 300)) * np.exp(rng.uniform(-6, 6, (5, 1)))  # 300 = two 128-tiles + 44
+    x[4, 128:256] = 0.0
+    out = quantize_fp8_tiles(x)
+    ok_grid = ok_bound = ok_amax = True
+    for r in range(5):
+        for c0 in range(0, 300, 128):
+            tile = x[r, c0:c0 + 128].astype(np.float32)
+            scale = float(np.float32(max(np.max(np.abs(tile)), np.float32(1e-4))) / np.float32(448))
+            got = out[r, c0:c0 + 128]
+            ok_grid &= bool(np.all(np.isin(got / scale, st.E4M3_TABLE)))
+            ok_bound &= bool(np.all(np.abs(got - tile) <= np.abs(tile) * 2.0 ** -4 + scale * 2.0 ** -10))
+            if np.any(tile != 0):
+                ok_amax &= bool(np.max(np.abs(got)) == 448 * scale)
+    c.true("fp8 tiles: every value is an E4M3 value times its tile's scale max(amax, 1e-4)/448 "
+           "(two full tiles and a partial one per row)", ok_grid)
+    c.true("fp8 tiles: error within the E4M3 bound 2^-4 |x| + scale * 2^-10", ok_bound)
+    c.true("fp8 tiles: each tile's amax maps to 448 * scale", ok_amax)
+    c.true("fp8 tiles: an all-zero tile stays zero", np.all(out[4, 128:256] == 0))
+    changed = x.copy()
+    changed[:, 200] *= 100
+    c.true("fp8 tiles: a tile's scale does not depend on other tiles",
+           np.array_equal(quantize_fp8_tiles(changed)[:, :128], out[:, :128]) and
+           np.array_equal(quantize_fp8_tiles(changed)[:, 256:], out[:, 256:]))
+    bf16 = ActivationRounding("bf16")
+    fp8 = ActivationRounding("fp8", kv_b_exact=True)
+    c.true("rounding f32: inputs unchanged", ActivationRounding().round_input(x, True) is x)
+    c.true("rounding bf16: every projection's input to BF16",
+           np.array_equal(bf16.round_input(x, True), st.round_to_bf16(x)))
+    c.true("rounding fp8: FP8 weights get 1x128 tiles, others BF16",
+           np.array_equal(fp8.round_input(x, True), out) and np.array_equal(fp8.round_input(x, False), st.round_to_bf16(x)))
+    c.true("rounding kv_b_exact: kv_b_proj's input unrounded", fp8.for_kv_b().precision == "f32" and bf16.for_kv_b() is bf16)
 
 
 def _test_block_scaling(c):
@@ -273,7 +312,7 @@ def _test_router(c):
 
 def _random_mla(cfg, rng):
     h, nh = cfg.hidden_size, cfg.num_attention_heads
-    r = lambda *shape: rng.standard_normal(shape) / math.sqrt(shape[-1])  # noqa: E731
+    r = lambda *shape: Projection(rng.standard_normal(shape) / math.sqrt(shape[-1]), False)  # noqa: E731
     a = {"kv_a": r(cfg.kv_lora_rank + cfg.qk_rope_head_dim, h), "kv_a_norm": 1 + 0.1 * rng.standard_normal(cfg.kv_lora_rank),
          "kv_b": r(nh * (cfg.qk_nope_head_dim + cfg.v_head_dim), cfg.kv_lora_rank), "o": r(h, nh * cfg.v_head_dim)}
     if cfg.q_lora_rank:
@@ -297,8 +336,32 @@ def _test_mla(c):
         c.close(f"MLA is causal ({name})", mla_forward(cfg, a, x[:4], positions[:4]), naive[:4], 1e-12)
         # one token attends only to itself: output = o_proj(v), v from the latent through W_kvb
         _, _, c_kv, _ = mla_project(cfg, a, x[:1], positions[:1])
-        v = linear(c_kv, a["kv_b"]).reshape(cfg.num_attention_heads, -1)[:, cfg.qk_nope_head_dim:]
-        c.close(f"MLA single token == o_proj(v) ({name})", naive[:1], linear(v.reshape(1, -1), a["o"]), 1e-12)
+        v = linear(c_kv, a["kv_b"].weight).reshape(cfg.num_attention_heads, -1)[:, cfg.qk_nope_head_dim:]
+        c.close(f"MLA single token == o_proj(v) ({name})", naive[:1], linear(v.reshape(1, -1), a["o"].weight), 1e-12)
+
+
+def _test_mtp(c, directory, tokens):
+    cfg = DeepSeekConfig.load(directory)
+    w = Weights(cfg, directory)
+    main, (mtp,) = forward_all_logits(cfg, w, tokens)
+    c.close("e2e MTP: the main logits are forward_logits'", main, model_logits(directory, tokens))
+    c.true("e2e MTP: [T-1, vocab], finite, O(1)", mtp.shape == (len(tokens) - 1, cfg.vocab_size) and
+           np.all(np.isfinite(mtp)) and 0.3 < np.std(mtp) < 3)
+    _, (prefix,) = forward_all_logits(cfg, w, tokens[:5])
+    c.close("e2e MTP: causal (row i sees tokens up to i+1 only)", prefix, mtp[:4], 1e-12)
+    # hnorm reads the hidden state after model.norm: RMSNorm is scale-invariant, so scaling
+    # model.norm.weight changes the MTP logits only through eps (relative ~ eps / mean square ~ 1e-6),
+    # while reshaping it changes them at first order. Before model.norm, neither would matter.
+    norm = w.values["model.norm.weight"]
+    saved = norm.copy()
+    norm *= 2
+    _, (scaled,) = forward_all_logits(cfg, w, tokens)
+    norm[:] = saved * np.linspace(0.5, 1.5, norm.size)
+    _, (reshaped,) = forward_all_logits(cfg, w, tokens)
+    norm[:] = saved
+    c.close("e2e MTP: scaling model.norm.weight leaves the MTP logits (hnorm is scale-invariant)", scaled, mtp, 1e-5)
+    c.true("e2e MTP: reshaping model.norm.weight changes them (hnorm reads the final-normed state)",
+           np.max(np.abs(reshaped - mtp)) > 1e-2)
 
 
 def _test_end_to_end(c, tmp):
@@ -325,6 +388,15 @@ def _test_end_to_end(c, tmp):
     no_mtp = os.path.join(tmp, "no_mtp")
     mk.write_checkpoint(v3, no_mtp, seed=11, skip=lambda name: name.startswith(mtp))
     c.close("e2e: MTP layer tensors do not affect logits", logits(no_mtp), base)
+    _test_mtp(c, one, tokens)
+    bf16 = model_logits(one, tokens, options=ForwardOptions(rounding=ActivationRounding("bf16")))
+    c.true("e2e: emulated BF16 activations move the logits by 1e-4..1e-1 of the largest",
+           1e-4 < np.max(np.abs(bf16 - base)) / np.max(np.abs(base)) < 0.1)
+    absorbed = model_logits(one, tokens, options=ForwardOptions(mla_forward_absorbed, ActivationRounding("bf16")))
+    kv_b_exact = model_logits(one, tokens, options=ForwardOptions(rounding=ActivationRounding("bf16", kv_b_exact=True)))
+    c.close("e2e: emulated BF16, absorbed form == naive form with kv_b_proj's input unrounded", absorbed,
+            kv_b_exact, 1e-10)
+    c.true("e2e: ... and != the naive form rounding it", np.max(np.abs(bf16 - kv_b_exact)) > 1e-5)
     ckpt = st.Checkpoint(one)
     zero_bias = {n: np.zeros(ckpt.shape(n)) for n in ckpt.names() if n.endswith("e_score_correction_bias")}
     biasless = os.path.join(tmp, "biasless")
@@ -372,6 +444,7 @@ def run_self_test():
     checks = _Checks()
     with tempfile.TemporaryDirectory(prefix="dsv3_reference_") as tmp:
         steps = [("fp8 codes", lambda: _test_fp8_codes(checks)), ("bf16", lambda: _test_bf16(checks)),
+                 ("activation rounding", lambda: _test_activation_rounding(checks)),
                  ("block scaling", lambda: _test_block_scaling(checks)),
                  ("safetensors", lambda: _test_safetensors(checks, os.path.join(tmp, "st"))),
                  ("rms_norm", lambda: _test_rms_norm(checks)), ("rope", lambda: _test_rope(checks)),

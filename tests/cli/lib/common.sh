@@ -19,6 +19,9 @@
 #   expect_in_log LABEL PATTERN
 #                            the last step's log ($WORK/log.txt) must match the grep pattern PATTERN; prints
 #                            ok with the matching line, or FAIL and adds 1 to $failures
+#   init_config_case NAME CONFIG FLAGS
+#                            prints a case header and writes a random checkpoint of the reference config
+#                            CONFIG with `dsv3 init` into $WORK/NAME; adds 1 to $failures on failure
 #
 # run's behaviour is set by these variables (all off by default):
 #   RUN_ELAPSED=1        append the step's elapsed seconds to its ok line
@@ -137,4 +140,17 @@ check_logits() {
     run "logits of the prefix $prefix" "$dsv3" logits --model "$model" --tokens "$prefix" --out "$WORK/prefix.npy" &&
     check "logits [$rows, $vocab] agree across attention forms and with the prefix" logits "$WORK/absorbed.npy" \
       --rows "$rows" --vocab "$vocab" --same "$WORK/naive.npy" "$WORK/prefix.npy"
+}
+# init_config_case NAME CONFIG FLAGS: prints "== NAME (CONFIG, FLAGS)" and runs `$DSV3 init` on
+# $REF/configs/CONFIG with seed $SEED, no tokenizer (the test configs have 1000 ids) and the extra init
+# FLAGS (one string, split on spaces) into $WORK/NAME. Returns 0, or 1 after adding 1 to $failures.
+init_config_case() {
+  local name=$1 config=$2 flags=$3 flag_words
+  echo "== $name ($config${flags:+, $flags})"
+  read -r -a flag_words <<<"$flags"
+  if ! run "$name: dsv3 init" "$DSV3" init --config "$REF/configs/$config" --out "$WORK/$name" --seed "$SEED" \
+    --no-tokenizer "${flag_words[@]}"; then
+    failures=$((failures + 1))
+    return 1
+  fi
 }
