@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <algorithm>
 #include <cstring>
 #include <random>
 
@@ -167,6 +168,47 @@ TEST(TrainPrecision, DenseStepsTrackF32) {
 }
 
 TEST(TrainPrecision, MoeStepsTrackF32) { check_tracks_f32(wide_config(), 0.99, 0.97); }
+
+// Routing replay keeps the experts the previous step on the same activations chose, and only those:
+// after the router's weights change, a replayed step routes as before, a normal one does not.
+TEST(TrainPrecision, RoutingReplayKeepsThePreviousStepsExperts) {
+  const ModelConfig c = wide_config();
+  const int64_t batch = 2, seq = 40, K = c.num_experts_per_tok;
+  std::mt19937 rng(11);
+  std::vector<int32_t> tokens(size_t(batch * (seq + 1)));
+  for (int32_t& t : tokens) t = int32_t(rng() % uint32_t(c.vocab_size));
+  TrainParams<float> params(c);
+  TrainInitOptions init;
+  init.init_std = 0.02;
+  init_random(params, 5, init);
+  TrainParams<float> grads(params.layout_ptr());
+  TrainOptions o;
+  TrainActivations<float> acts(c, batch, seq, resolve_mtp_depth(c, o));
+  const auto routing = [&] {
+    std::vector<int32_t> all;
+    for (const BlockSaved<float>& layer : acts.layers)
+      if (layer.moe.indices) all.insert(all.end(), layer.moe.indices, layer.moe.indices + batch * seq * K);
+    return all;
+  };
+  train_forward_backward(params, grads, acts, tokens.data(), o);
+  const std::vector<int32_t> first = routing();
+  ASSERT_FALSE(first.empty());
+  // Another router: reverse each gate's rows so that every token prefers other experts.
+  for (const ParamInfo& t : params.layout().tensors)
+    if (t.role == TensorRole::router_gate && !t.alias) {
+      float* g = params.data() + t.offset;
+      const int64_t E = t.shape[0], H = t.numel / E;
+      for (int64_t e = 0; e < E / 2; ++e) std::swap_ranges(g + e * H, g + (e + 1) * H, g + (E - 1 - e) * H);
+    }
+  TrainOptions replay = o;
+  replay.moe.replay_routing = true;
+  grads.zero();
+  train_forward_backward(params, grads, acts, tokens.data(), replay);
+  EXPECT_EQ(routing(), first);
+  grads.zero();
+  train_forward_backward(params, grads, acts, tokens.data(), o);
+  EXPECT_NE(routing(), first);
+}
 
 TEST(TrainPrecision, DoubleStepsRefuseLowPrecision) {
   Workspace<double> ws;

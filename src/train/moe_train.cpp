@@ -284,7 +284,7 @@ double moe_forward(const ModelConfig& c, const MoeParams<T>& w, const SeqShape& 
   {
     DSV3_ZONE("moe.route");
     router_scores_forward(c, logits, n, saved.scores);
-    route_select(c, saved.scores, w.correction_bias, n, saved.indices);
+    if (!options.replay_routing) route_select(c, saved.scores, w.correction_bias, n, saved.indices);
     route_weights_forward(c, saved.scores, saved.indices, n, saved.weights);
     balance = balance_loss_forward(c, options, shape, saved.scores, saved.indices);
     sort_by_expert(E, n * k, saved.indices, saved.slot_row, saved.expert_begin);

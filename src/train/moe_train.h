@@ -37,6 +37,11 @@ enum class BalanceLoss { none, sequence, batch };
 struct MoeOptions {
   BalanceLoss balance = BalanceLoss::none;
   double balance_alpha = 1e-4;  // α (TR §4.2: 0.0001)
+  // Routing replay: keep the experts already in the saved activations (MoeSaved::indices, written by the
+  // previous step on the same activations) instead of choosing them from this step's scores. Two runs of
+  // one batch then send every token to the same experts, so they can be compared even where rounding
+  // differences move a router score across a near-tie (a random-init router has many).
+  bool replay_routing = false;
 };
 
 template <typename T>
