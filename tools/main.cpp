@@ -33,6 +33,7 @@ int main(int argc, char** argv) {
   add(dsv3::cli::add_plot, app);
   add(dsv3::cli::add_quantize, app);
   add(dsv3::cli::add_perplexity, app);
+  add(dsv3::cli::add_serve, app);
 
   try {
     app.parse(argc, argv);

@@ -50,14 +50,34 @@ void Scratch::reserve(const ModelConfig& c, int64_t n, int64_t max_tokens, int t
   }
 }
 
-KVCache::KVCache(const ModelConfig& config, int64_t max_tokens)
+KVCache::KVCache(const ModelConfig& config, int64_t max_tokens, Scratch& scratch)
     : max_tokens_(max_tokens),
       num_layers_(config.num_hidden_layers + config.num_nextn_predict_layers),
       row_size_(config.kv_lora_rank + config.qk_rope_head_dim),
-      mtp_size_(size_t(config.num_nextn_predict_layers), 0) {
+      mtp_size_(size_t(config.num_nextn_predict_layers), 0),
+      scratch_(&scratch) {
   DSV3_CHECK(max_tokens > 0, "[kv_cache] max_tokens must be positive, got ", max_tokens);
   DSV3_CHECK(row_size_ > 0 && num_layers_ > 0, "[kv_cache] config has no attention layers to cache");
-  data_ = Tensor(DType::F32, {num_layers_, max_tokens_, row_size_});
+}
+
+KVCache::KVCache(const ModelConfig& config, int64_t max_tokens) : KVCache(config, max_tokens, own_scratch_) {
+  const int64_t pages = (max_tokens + kKvPageTokens - 1) / kKvPageTokens;
+  data_ = Tensor(DType::F32, {pages, page_floats()});
+  owns_pages_ = true;
+  for (int64_t i = 0; i < pages; ++i) pages_.push_back(data_.as<float>() + i * page_floats());
+}
+
+void KVCache::map_page(float* page) {
+  DSV3_CHECK(page != nullptr, "[kv_cache] null page");
+  DSV3_CHECK(!owns_pages_, "[kv_cache] this cache owns its pages; it cannot map others");
+  pages_.push_back(page);
+}
+
+void KVCache::unmap_pages(int64_t keep) {
+  DSV3_CHECK(!owns_pages_, "[kv_cache] this cache owns its pages; it cannot unmap them");
+  DSV3_CHECK(keep >= 0 && keep <= mapped_pages(), "[kv_cache] cannot keep ", keep, " of ", mapped_pages(), " pages");
+  pages_.resize(size_t(keep));
+  truncate(std::min(size_, capacity()));
 }
 
 void KVCache::truncate(int64_t n) {
@@ -69,14 +89,14 @@ void KVCache::truncate(int64_t n) {
 size_t KVCache::bytes_per_token() const { return size_t(num_layers_ * row_size_) * sizeof(float); }
 
 void KVCache::set_size(int64_t n) {
-  DSV3_CHECK(n >= 0 && n <= max_tokens_, "[kv_cache] ", n, " positions exceed the cache capacity of ", max_tokens_,
+  DSV3_CHECK(n >= 0 && n <= capacity(), "[kv_cache] ", n, " positions exceed the cache capacity of ", capacity(),
              " tokens; create the KVCache with a larger max_tokens.");
   size_ = n;
 }
 
 void KVCache::set_mtp_size(int k, int64_t n) {
   DSV3_CHECK(k >= 0 && size_t(k) < mtp_size_.size(), "[kv_cache] no MTP module ", k);
-  DSV3_CHECK(n >= 0 && n <= max_tokens_, "[kv_cache] ", n, " MTP positions exceed the cache capacity of ", max_tokens_,
+  DSV3_CHECK(n >= 0 && n <= capacity(), "[kv_cache] ", n, " MTP positions exceed the cache capacity of ", capacity(),
              " tokens; create the KVCache with a larger max_tokens.");
   mtp_size_[size_t(k)] = n;
 }

@@ -8,6 +8,7 @@
 // (model.layers.{N+k}) have their own rows and their own fill level.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <vector>
 
@@ -50,12 +51,27 @@ struct Scratch {
   void reserve(const ModelConfig& config, int64_t n, int64_t max_tokens, int threads);
 };
 
+// The cache stores latent rows in pages of kKvPageTokens positions (64, as FlashMLA pages its cache),
+// each page holding every layer: [num_layers][kKvPageTokens][row_size] f32. Position p of layer l lives
+// in the (p / 64)-th mapped page. A cache either owns its pages (the first constructor: one sequence,
+// as generate and chat use it) or maps pages owned elsewhere — a serving pool shares them between
+// sequences and across requests (prefix caching), see src/serve/page_pool.h.
+inline constexpr int64_t kKvPageTokens = 64;
+
 class KVCache {
  public:
+  // Owns ceil(max_tokens / 64) pages and its scratch buffers.
   KVCache(const ModelConfig& config, int64_t max_tokens);
+  // Maps pages owned elsewhere (none until map_page) and uses `scratch`, which caches that never run
+  // at the same time may share. Holds at most max_tokens positions.
+  KVCache(const ModelConfig& config, int64_t max_tokens, Scratch& scratch);
+  KVCache(const KVCache&) = delete;
+  KVCache& operator=(const KVCache&) = delete;
 
   int64_t size() const { return size_; }  // positions cached in the main layers
-  int64_t capacity() const { return max_tokens_; }
+  // Positions the mapped pages can hold (never more than max_tokens).
+  int64_t capacity() const { return std::min(max_tokens_, int64_t(pages_.size()) * kKvPageTokens); }
+  int64_t max_tokens() const { return max_tokens_; }
   // Forgets positions >= n in every layer (main and MTP); n <= size().
   void truncate(int64_t n);
   // Cache bytes one position takes over all layers this cache holds (main + MTP), as stored (f32).
@@ -63,10 +79,19 @@ class KVCache {
 
   int64_t num_layers() const { return num_layers_; }  // num_hidden_layers + num_nextn_predict_layers
   int64_t row_size() const { return row_size_; }      // kv_lora_rank + qk_rope_head_dim
-  float* row(int64_t layer, int64_t pos) { return data_.as<float>() + (layer * max_tokens_ + pos) * row_size_; }
-  const float* row(int64_t layer, int64_t pos) const {
-    return data_.as<float>() + (layer * max_tokens_ + pos) * row_size_;
+  int64_t page_floats() const { return num_layers_ * kKvPageTokens * row_size_; }
+  float* row(int64_t layer, int64_t pos) {
+    return pages_[size_t(pos / kKvPageTokens)] + (layer * kKvPageTokens + pos % kKvPageTokens) * row_size_;
   }
+  const float* row(int64_t layer, int64_t pos) const {
+    return pages_[size_t(pos / kKvPageTokens)] + (layer * kKvPageTokens + pos % kKvPageTokens) * row_size_;
+  }
+
+  // Paging (caches over pages owned elsewhere): appends a page of page_floats() floats, holding the next
+  // 64 positions; unmap_pages keeps the first `keep` pages and truncates the cache to what they hold.
+  void map_page(float* page);
+  void unmap_pages(int64_t keep);
+  int64_t mapped_pages() const { return int64_t(pages_.size()); }
 
   // Fill level of MTP module k (its positions are main-model positions it has processed).
   int64_t mtp_size(int k) const { return mtp_size_.at(size_t(k)); }
@@ -74,7 +99,7 @@ class KVCache {
   // Used by forward / mtp_forward after appending rows.
   void set_size(int64_t n);
   void set_mtp_size(int k, int64_t n);
-  Scratch& scratch() { return scratch_; }
+  Scratch& scratch() { return *scratch_; }
 
  private:
   int64_t max_tokens_ = 0;
@@ -82,8 +107,11 @@ class KVCache {
   int64_t row_size_ = 0;
   int64_t size_ = 0;
   std::vector<int64_t> mtp_size_;
-  Tensor data_;  // [num_layers, max_tokens, row_size] f32
-  Scratch scratch_;
+  std::vector<float*> pages_;
+  Tensor data_;  // the pages of a cache that owns them
+  bool owns_pages_ = false;
+  Scratch own_scratch_;
+  Scratch* scratch_ = &own_scratch_;
 };
 
 }  // namespace dsv3

@@ -1,0 +1,444 @@
+#include "serve/scheduler.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "core/error.h"
+#include "serve/stop_strings.h"
+
+namespace dsv3 {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_between(Clock::time_point a, Clock::time_point b) {
+  return std::chrono::duration<double>(b - a).count();
+}
+
+// The sampled token's log-probability and the `top` most likely ones, from the model's distribution
+// (before temperature and truncation, as OpenAI reports them).
+TokenLogprob logprobs_of(const float* logits, int64_t vocab, int32_t token, int top) {
+  float max = logits[0];
+  for (int64_t i = 1; i < vocab; ++i) max = std::max(max, logits[i]);
+  double sum = 0;
+  for (int64_t i = 0; i < vocab; ++i) sum += std::exp(double(logits[i]) - max);
+  const float log_z = float(max + std::log(sum));
+  TokenLogprob lp;
+  lp.token = token;
+  lp.logprob = logits[token] - log_z;
+  if (top > 0) {
+    std::vector<int32_t> ids(static_cast<size_t>(vocab));
+    for (int64_t i = 0; i < vocab; ++i) ids[size_t(i)] = int32_t(i);
+    const int64_t k = std::min<int64_t>(top, vocab);
+    std::partial_sort(ids.begin(), ids.begin() + k, ids.end(),
+                      [&](int32_t a, int32_t b) { return logits[a] > logits[b] || (logits[a] == logits[b] && a < b); });
+    for (int64_t i = 0; i < k; ++i) lp.top.emplace_back(ids[size_t(i)], logits[ids[size_t(i)]] - log_z);
+  }
+  return lp;
+}
+
+}  // namespace
+
+const char* finish_reason_name(FinishReason r) {
+  switch (r) {
+    case FinishReason::none: return "none";
+    case FinishReason::stop: return "stop";
+    case FinishReason::length: return "length";
+    case FinishReason::cancelled: return "cancelled";
+    case FinishReason::error: return "error";
+  }
+  return "?";
+}
+
+// ---- RequestHandle ----
+
+RequestUpdate RequestHandle::next(std::chrono::milliseconds timeout) {
+  std::unique_lock lock(mutex_);
+  cv_.wait_for(lock, timeout, [&] {
+    return !pending_.text.empty() || !pending_.logprobs.empty() || pending_.finish != FinishReason::none;
+  });
+  RequestUpdate out = std::move(pending_);
+  pending_ = RequestUpdate{};
+  return out;
+}
+
+RequestResult RequestHandle::result() const {
+  std::lock_guard lock(mutex_);
+  return result_;
+}
+
+void RequestHandle::post(std::string_view text, const TokenLogprob* logprob, FinishReason finish, std::string error) {
+  {
+    std::lock_guard lock(mutex_);
+    pending_.text += text;
+    if (logprob) pending_.logprobs.push_back(*logprob);
+    if (finish != FinishReason::none && !finished_) {
+      finished_ = true;
+      pending_.finish = finish;
+      pending_.error = std::move(error);
+    }
+  }
+  cv_.notify_all();
+}
+
+// ---- StepRunner ----
+
+void StepRunner::run(std::vector<StepItem>& items) {
+  ForwardOptions last_only = options_;
+  last_only.all_logits = false;
+  for (StepItem& item : items) {
+    forward(model_, *item.cache, item.tokens, item.n, last_only, &logits_);
+    if (item.logits) std::copy_n(logits_.as<float>(), logits_.numel(), item.logits);
+  }
+}
+
+// ---- Scheduler ----
+
+struct Scheduler::Sequence {
+  Sequence(const ModelConfig& config, int64_t context, Scratch& scratch, const Tokenizer& tokenizer,
+           CompletionParams p)
+      : params(std::move(p)),
+        tokens(params.prompt),
+        cache(config, context, scratch),
+        sampler(params.sampling),
+        decoder(tokenizer, /*skip_special=*/true),
+        stop(params.stop) {}
+
+  std::shared_ptr<RequestHandle> handle = std::make_shared<RequestHandle>();
+  CompletionParams params;
+  std::vector<int32_t> tokens;  // prompt, then the sampled tokens that are fed back
+  KVCache cache;                // positions [0, cache.size()) of `tokens` are computed
+  std::vector<PageId> pages;    // mapped into `cache`, in order
+  std::vector<uint64_t> chain;  // chain hash of each published (or prefix-hit) page
+  Sampler sampler;
+  TokenStreamDecoder decoder;
+  StopMatcher stop;
+  int64_t generated = 0;
+  int64_t cached_tokens = 0;
+  uint64_t arrival = 0;
+  bool counted_prompt = false;
+  Clock::time_point submitted, admitted, first_token;
+};
+
+Scheduler::Scheduler(const Model& model, const Tokenizer& tokenizer, const SchedulerOptions& options)
+    : model_(model),
+      tokenizer_(tokenizer),
+      options_(options),
+      pool_(model.config, options.kv_pages > 0 ? options.kv_pages
+                                               : options.parallel * ((options.context + kKvPageTokens - 1) / kKvPageTokens)),
+      runner_(model, options.forward) {
+  DSV3_CHECK(options.parallel >= 1, "[serve] --parallel must be at least 1, got ", options.parallel);
+  DSV3_CHECK(options.context >= 2, "[serve] --ctx must be at least 2 tokens, got ", options.context);
+  DSV3_CHECK(options.step_tokens >= 1, "[serve] the step budget must be at least 1 token");
+  DSV3_CHECK(options.max_queue >= 0, "[serve] --max-queue must not be negative");
+  options_.kv_pages = pool_.num_pages();
+  // A sequence at full context must fit in the pool on its own, or it could never finish.
+  DSV3_CHECK(options_.kv_pages * kKvPageTokens >= options.context, "[serve] --kv-pages ", options_.kv_pages,
+             " hold ", options_.kv_pages * kKvPageTokens, " positions, fewer than one sequence's context of ",
+             options.context, ": raise --kv-pages or lower --ctx");
+  metrics_.pages = pool_.stats();
+}
+
+Scheduler::~Scheduler() {
+  {
+    std::lock_guard lock(mutex_);
+    stopping_ = true;
+  }
+  work_.notify_all();
+  if (thread_.joinable()) thread_.join();
+  for (auto& s : running_) release(*s);
+}
+
+std::shared_ptr<RequestHandle> Scheduler::submit(CompletionParams params) {
+  const int64_t vocab = model_.config.vocab_size, n = int64_t(params.prompt.size());
+  DSV3_CHECK(n > 0, "the prompt is empty");
+  for (int32_t t : params.prompt)
+    DSV3_CHECK(t >= 0 && t < vocab, "prompt token ", t, " is outside the model's vocabulary [0, ", vocab, ")");
+  DSV3_CHECK(n < options_.context, "the prompt is ", n, " tokens; the context is ", options_.context,
+             " tokens (prompt and reply together)");
+  DSV3_CHECK(params.max_tokens >= 0, "max_tokens must be positive");
+  params.max_tokens = params.max_tokens == 0 ? options_.context - n : std::min(params.max_tokens, options_.context - n);
+  auto seq = std::make_unique<Sequence>(model_.config, options_.context, scratch_, tokenizer_, std::move(params));
+  seq->submitted = Clock::now();
+  std::shared_ptr<RequestHandle> handle = seq->handle;
+  {
+    std::lock_guard lock(mutex_);
+    if (draining_ || stopping_ || int64_t(waiting_.size()) >= options_.max_queue) {
+      ++metrics_.requests_rejected;
+      return nullptr;
+    }
+    seq->arrival = ++arrivals_;
+    waiting_.push_back(std::move(seq));
+    metrics_.queued = int64_t(waiting_.size());
+  }
+  work_.notify_all();
+  return handle;
+}
+
+bool Scheduler::map_prefix(Sequence& s) {
+  // Reuse published pages while at least one token is left to run (its logits start the reply).
+  const int64_t n = int64_t(s.tokens.size()), chunk = options_.forward.prefill_chunk;
+  int64_t usable = (n - 1) / kKvPageTokens;
+  if (options_.batch_invariant && chunk > 0) usable = (usable * kKvPageTokens / chunk) * chunk / kKvPageTokens;
+  for (int64_t i = 0; i < usable; ++i) {
+    const uint64_t parent = i == 0 ? 0 : s.chain[size_t(i - 1)];
+    const std::span<const int32_t> block(s.tokens.data() + i * kKvPageTokens, size_t(kKvPageTokens));
+    const std::optional<PageId> page = pool_.lookup(parent, block);
+    if (!page) break;
+    s.pages.push_back(*page);
+    s.chain.push_back(PagePool::chain_hash(parent, block));
+    s.cache.map_page(pool_.page(*page));
+  }
+  if (!s.counted_prompt) s.cached_tokens = int64_t(s.pages.size()) * kKvPageTokens;  // first admission only
+  s.cache.set_size(int64_t(s.pages.size()) * kKvPageTokens);
+  return true;
+}
+
+bool Scheduler::reserve_pages(Sequence& s, int64_t positions) {
+  while (s.cache.mapped_pages() * kKvPageTokens < positions) {
+    const std::optional<PageId> page = pool_.allocate();
+    if (!page) return false;
+    s.pages.push_back(*page);
+    s.cache.map_page(pool_.page(*page));
+  }
+  return true;
+}
+
+void Scheduler::release(Sequence& s) {
+  for (PageId p : s.pages) pool_.release(p);
+  s.pages.clear();
+  s.chain.clear();
+  s.cache.unmap_pages(0);
+}
+
+void Scheduler::publish_full_pages(Sequence& s) {
+  const int64_t full = s.cache.size() / kKvPageTokens;
+  for (int64_t i = int64_t(s.chain.size()); i < full; ++i) {
+    const uint64_t parent = i == 0 ? 0 : s.chain[size_t(i - 1)];
+    const std::span<const int32_t> block(s.tokens.data() + i * kKvPageTokens, size_t(kKvPageTokens));
+    pool_.publish(s.pages[size_t(i)], parent, block);
+    s.chain.push_back(PagePool::chain_hash(parent, block));
+  }
+}
+
+void Scheduler::preempt(Sequence& s) {
+  // Back to the queue's front with the tokens it has: recomputed later, mostly from its cached pages.
+  release(s);
+  std::lock_guard lock(mutex_);
+  ++metrics_.preemptions;
+}
+
+void Scheduler::finish(Sequence& s, FinishReason reason, std::string error) {
+  std::string tail;
+  if (reason == FinishReason::stop || reason == FinishReason::length) {
+    tail = s.stop.push(s.decoder.flush());
+    tail += s.stop.flush();
+  }
+  const Clock::time_point now = Clock::now();
+  {
+    std::lock_guard lock(s.handle->mutex_);
+    RequestResult& r = s.handle->result_;
+    r.prompt_tokens = int64_t(s.params.prompt.size());
+    r.cached_tokens = s.cached_tokens;
+    r.completion_tokens = s.generated;
+    r.queue_seconds = seconds_between(s.submitted, s.admitted);
+    if (s.generated > 0) {
+      r.prefill_seconds = seconds_between(s.admitted, s.first_token);
+      r.decode_seconds = seconds_between(s.first_token, now);
+    }
+  }
+  s.handle->post(tail, nullptr, reason, std::move(error));
+  release(s);
+  std::lock_guard lock(mutex_);
+  ++metrics_.requests_finished;
+}
+
+void Scheduler::after_token(Sequence& s, const float* logits) {
+  const int64_t vocab = model_.config.vocab_size;
+  const int32_t token = s.sampler.sample(logits, vocab);
+  if (s.generated == 0) s.first_token = Clock::now();
+  ++s.generated;
+  TokenLogprob lp;
+  if (s.params.top_logprobs >= 0) lp = logprobs_of(logits, vocab, token, s.params.top_logprobs);
+  const TokenLogprob* lp_ptr = s.params.top_logprobs >= 0 ? &lp : nullptr;
+  const auto& stops = s.params.stop_tokens;
+  if (std::find(stops.begin(), stops.end(), token) != stops.end()) {
+    if (lp_ptr) s.handle->post({}, lp_ptr, FinishReason::none);
+    finish(s, FinishReason::stop);
+    return;
+  }
+  const std::string text = s.stop.push(s.decoder.push(token));
+  s.handle->post(text, lp_ptr, FinishReason::none);
+  if (s.stop.stopped()) {
+    finish(s, FinishReason::stop);
+  } else if (s.generated >= s.params.max_tokens || int64_t(s.tokens.size()) + 1 > options_.context) {
+    finish(s, FinishReason::length);
+  } else {
+    s.tokens.push_back(token);
+  }
+}
+
+void Scheduler::admit() {
+  std::lock_guard lock(mutex_);
+  while (!waiting_.empty() && int64_t(running_.size()) < options_.parallel) {
+    Sequence& s = *waiting_.front();
+    if (s.handle->cancelled()) {
+      waiting_.pop_front();
+      continue;  // never started: nothing to release or report
+    }
+    map_prefix(s);
+    // Admit only when its next chunk's pages are there (the rest come as it runs).
+    const int64_t first_chunk = std::min<int64_t>(int64_t(s.tokens.size()), s.cache.size() + options_.step_tokens);
+    if (!reserve_pages(s, first_chunk)) {
+      // Wait for running sequences to free pages, holding none meanwhile (its prefix pages stay cached).
+      release(s);
+      break;
+    }
+    if (s.admitted == Clock::time_point{}) s.admitted = Clock::now();
+    if (!s.counted_prompt) {
+      metrics_.prompt_tokens += int64_t(s.params.prompt.size());
+      metrics_.cached_prompt_tokens += s.cached_tokens;
+      s.counted_prompt = true;
+    }
+    running_.push_back(std::move(waiting_.front()));
+    waiting_.pop_front();
+  }
+  metrics_.queued = int64_t(waiting_.size());
+  metrics_.running = int64_t(running_.size());
+}
+
+bool Scheduler::step() {
+  // Cancelled requests leave first; their pages go back at once.
+  for (auto& s : running_)
+    if (s->handle->cancelled()) finish(*s, FinishReason::cancelled);
+  std::erase_if(running_, [](const auto& s) { return s->handle->finished_ || s->handle->cancelled(); });
+  admit();
+  if (running_.empty()) return false;
+
+  // Decode tokens first (they take from the budget), then prefill chunks, oldest first.
+  std::vector<Sequence*> order;
+  for (auto& s : running_) order.push_back(s.get());
+  std::stable_sort(order.begin(), order.end(), [](const Sequence* a, const Sequence* b) {
+    const bool da = a->tokens.size() - a->cache.size() == 1, db = b->tokens.size() - b->cache.size() == 1;
+    return da != db ? da : a->arrival < b->arrival;
+  });
+  int64_t budget = options_.step_tokens;
+  const int64_t chunk_limit = options_.forward.prefill_chunk > 0 ? options_.forward.prefill_chunk : INT64_MAX;
+  std::vector<StepItem> items;
+  std::vector<Sequence*> item_seq;
+  logits_.resize(running_.size() * size_t(model_.config.vocab_size));
+  std::vector<Sequence*> preempted;
+  for (Sequence* s : order) {
+    if (std::find(preempted.begin(), preempted.end(), s) != preempted.end()) continue;
+    const int64_t pos = s->cache.size(), left = int64_t(s->tokens.size()) - pos;
+    // Chunks end on multiples of the prefill chunk from position 0, as generate's do.
+    int64_t n = std::min(left, chunk_limit - pos % chunk_limit);
+    if (left > 1 && !options_.batch_invariant) n = std::min(n, std::max<int64_t>(budget, 0));
+    if (n <= 0) continue;
+    // Pages for the chunk; when the pool is dry, preempt the newest other sequence, else wait.
+    while (!reserve_pages(*s, pos + n)) {
+      Sequence* victim = nullptr;
+      for (Sequence* o : order)
+        if (o->arrival > s->arrival && (!victim || o->arrival > victim->arrival) &&
+            std::find(preempted.begin(), preempted.end(), o) == preempted.end() &&
+            std::find(item_seq.begin(), item_seq.end(), o) == item_seq.end())
+          victim = o;
+      if (!victim) break;
+      preempt(*victim);
+      preempted.push_back(victim);
+    }
+    if (s->cache.mapped_pages() * kKvPageTokens < pos + n) continue;
+    budget -= n;
+    const bool last = pos + n == int64_t(s->tokens.size());
+    items.push_back({&s->cache, s->tokens.data() + pos, n,
+                     last ? logits_.data() + items.size() * size_t(model_.config.vocab_size) : nullptr});
+    item_seq.push_back(s);
+  }
+  // Preempted sequences go back to the front of the queue, oldest first.
+  if (!preempted.empty()) {
+    std::sort(preempted.begin(), preempted.end(), [](auto* a, auto* b) { return a->arrival > b->arrival; });
+    std::lock_guard lock(mutex_);
+    for (Sequence* p : preempted) {
+      auto it = std::find_if(running_.begin(), running_.end(), [&](const auto& u) { return u.get() == p; });
+      waiting_.push_front(std::move(*it));
+      running_.erase(it);
+    }
+    metrics_.queued = int64_t(waiting_.size());
+    metrics_.running = int64_t(running_.size());
+  }
+
+  runner_.run(items);
+
+  int64_t prefilled = 0, sampled = 0;
+  for (size_t i = 0; i < items.size(); ++i) {
+    Sequence& s = *item_seq[i];
+    publish_full_pages(s);
+    if (items[i].logits) {
+      after_token(s, items[i].logits);
+      ++sampled;
+      if (items[i].n > 1) prefilled += items[i].n;
+    } else {
+      prefilled += items[i].n;
+    }
+  }
+  std::erase_if(running_, [](const auto& s) { return s->handle->finished_; });
+  {
+    std::lock_guard lock(mutex_);
+    const Clock::time_point now = Clock::now();
+    metrics_.generated_tokens += sampled;
+    recent_.push_back({now, {prefilled, sampled}});
+    while (!recent_.empty() && seconds_between(recent_.front().first, now) > 10) recent_.pop_front();
+    metrics_.running = int64_t(running_.size());
+    metrics_.pages = pool_.stats();
+  }
+  return true;
+}
+
+void Scheduler::loop() {
+  while (true) {
+    {
+      std::unique_lock lock(mutex_);
+      work_.wait(lock, [&] { return stopping_ || draining_ || !waiting_.empty() || !running_.empty(); });
+      if (stopping_ || (draining_ && waiting_.empty() && running_.empty())) return;
+    }
+    if (!step()) {  // queued work that cannot start yet: look again shortly
+      std::unique_lock lock(mutex_);
+      work_.wait_for(lock, std::chrono::milliseconds(10));
+    }
+  }
+}
+
+void Scheduler::start() {
+  DSV3_CHECK(!thread_.joinable(), "[serve] the scheduler is already running");
+  thread_ = std::thread([this] { loop(); });
+}
+
+void Scheduler::drain_and_stop() {
+  {
+    std::lock_guard lock(mutex_);
+    draining_ = true;
+  }
+  work_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+SchedulerMetrics Scheduler::metrics() const {
+  std::lock_guard lock(mutex_);
+  SchedulerMetrics m = metrics_;
+  if (recent_.size() >= 2) {
+    const double span = seconds_between(recent_.front().first, recent_.back().first);
+    int64_t p = 0, g = 0;
+    for (const auto& r : recent_) {
+      p += r.second.first;
+      g += r.second.second;
+    }
+    if (span > 0) {
+      m.prefill_tokens_per_second = double(p) / span;
+      m.decode_tokens_per_second = double(g) / span;
+    }
+  }
+  return m;
+}
+
+}  // namespace dsv3
