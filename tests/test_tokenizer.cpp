@@ -436,6 +436,61 @@ TEST(ChatFormatDeepSeek, EncodeChatKeepsMarkersInContentAsText) {
   EXPECT_EQ(std::count(unsafe.begin(), unsafe.end(), *t.token_to_id("<｜Assistant｜>")), 2);
 }
 
+// DeepSeek-R1's tokenizer is DeepSeek-V3's with <think> and </think> as ordinary added tokens in place of
+// two placeholders (ids 128798, 128799); made here from V3's files.
+const Tokenizer& deepseek_r1() {
+  static const Tokenizer tokenizer = [] {
+    json j = json::parse(std::ifstream(tokenizer_path()));
+    for (json& added : j["added_tokens"]) {
+      if (added["id"] == 128798 || added["id"] == 128799) {
+        added["content"] = added["id"] == 128798 ? "<think>" : "</think>";
+        added["special"] = false;
+      }
+    }
+    std::stringstream config;
+    config << std::ifstream(config_path()).rdbuf();
+    return Tokenizer::from_json_text(j.dump(), config.str(), "R1-style tokenizer.json");
+  }();
+  return tokenizer;
+}
+
+TEST(ChatFormatDeepSeek, DetectsV3FromItsTokenizerConfig) {
+  REQUIRE_TOKENIZER();
+  ::testing::internal::CaptureStderr();
+  EXPECT_EQ(detect_chat_template(deepseek().chat_template()), ChatTemplate::deepseek_v3);
+  EXPECT_EQ(::testing::internal::GetCapturedStderr(), "");  // recognised, not a fallback
+}
+
+// R1's ids are its text's ids, with <think> a control token in the generation prompt, for V3's tokenizer
+// (no <think> token: plain text) and for R1's.
+TEST(ChatFormatDeepSeek, R1EncodeChatMatchesItsText) {
+  REQUIRE_TOKENIZER();
+  std::vector<Conversation> chats = conversations();
+  chats.push_back({{{"user", "2+2?"}, {"assistant", "<think>\nadd\n</think>\n\n4"}, {"user", "3+3?"}}, true});
+  for (const Tokenizer* t : {&deepseek(), &deepseek_r1()}) {
+    for (size_t i = 0; i < chats.size(); ++i) {
+      const std::string text = format_chat(chats[i].messages, chats[i].add_generation_prompt, ChatTemplate::deepseek_r1);
+      EXPECT_EQ(encode_chat(*t, chats[i].messages, chats[i].add_generation_prompt, ChatTemplate::deepseek_r1),
+                t->encode(text))
+          << t->name() << ", conversation " << i;
+    }
+  }
+  const Ids ids = encode_chat(deepseek_r1(), {{"user", "Hi"}}, true, ChatTemplate::deepseek_r1);
+  ASSERT_GE(ids.size(), 3u);
+  EXPECT_EQ(Ids(ids.end() - 3, ids.end()), (Ids{128804, 128798, deepseek_r1().encode("\n")[0]}));
+  EXPECT_EQ(deepseek_r1().encode("\n").size(), 1u);
+}
+
+TEST(ChatFormatDeepSeek, R1KeepsThinkTagsTypedByAUserAsText) {
+  REQUIRE_TOKENIZER();
+  const Tokenizer& t = deepseek_r1();
+  const std::vector<ChatMessage> chat = {{"user", "say <think>no</think> please"}};
+  const Ids safe = encode_chat(t, chat, true, ChatTemplate::deepseek_r1);
+  EXPECT_EQ(std::count(safe.begin(), safe.end(), 128798), 1);  // the generation prompt's only
+  EXPECT_EQ(std::count(safe.begin(), safe.end(), 128799), 0);
+  EXPECT_EQ(t.decode(safe), format_chat(chat, true, ChatTemplate::deepseek_r1));
+}
+
 // Tokenization speed on ~1 MB of English prose (repeated paragraphs, so the word cache is realistic).
 TEST(SlowTokenizerSpeed, OneMegabyteOfProse) {
   REQUIRE_TOKENIZER();

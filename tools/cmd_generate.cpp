@@ -1,4 +1,6 @@
 // `dsv3 generate` and `dsv3 chat`.
+#include <unistd.h>
+
 #include <cstdio>
 #include <iostream>
 #include <memory>
@@ -7,6 +9,7 @@
 #include "core/error.h"
 #include "infer/chat_format.h"
 #include "infer/generator.h"
+#include "infer/reasoning.h"
 #include "io/tokenizer.h"
 #include "model/model.h"
 #include "tool_common.h"
@@ -19,6 +22,9 @@ struct GenerateArgs {
   std::string model_dir;
   std::string prompt;
   std::string messages_path;  // a conversation to continue instead of a prompt
+  bool chat = false;          // --prompt is one user message, rendered with the chat template
+  std::string chat_template;  // deepseek-v3 | deepseek-r1; empty: detected from tokenizer_config.json
+  std::string reasoning_format = "deepseek";
   int64_t max_new_tokens = 128;
   SamplingParams sampling;
   bool ignore_eos = false;
@@ -40,6 +46,63 @@ void add_sampling_options(CLI::App* cmd, GenerateArgs& a) {
       ->capture_default_str()->check(CLI::IsMember({"bf16", "f32", "fp8"}));
 }
 
+// The chat options of generate (with --chat or --messages) and chat.
+void add_chat_options(CLI::App* cmd, GenerateArgs& a) {
+  cmd->add_option("--chat-template", a.chat_template,
+                  "Chat format: deepseek-v3, or deepseek-r1 (the prompt opens <think>; earlier replies' reasoning "
+                  "is dropped from the history). Default: detected from the model's tokenizer_config.json");
+  cmd->add_option("--reasoning-format", a.reasoning_format,
+                  "deepseek: the reply's reasoning (up to </think>) shown apart from its answer, dimmed on a "
+                  "terminal, else between <think> and </think> lines; none: the reply as generated")
+      ->capture_default_str();
+}
+
+// Bad names are refused before the model loads (exit status 1, naming the choices).
+void check_chat_options(const GenerateArgs& a) {
+  if (!a.chat_template.empty()) parse_chat_template(a.chat_template);
+  parse_reasoning_format(a.reasoning_format);
+}
+
+// The --chat-template choice, or the template tokenizer_config.json's chat_template is recognised as;
+// stderr says which and why.
+ChatTemplate choose_chat_template(const GenerateArgs& a, const Tokenizer& tokenizer) {
+  const bool given = !a.chat_template.empty();
+  const ChatTemplate chat_template =
+      given ? parse_chat_template(a.chat_template) : detect_chat_template(tokenizer.chat_template());
+  std::fprintf(stderr, "[dsv3] chat template %s (%s)\n", chat_template_name(chat_template),
+               given ? "--chat-template" : "detected from tokenizer_config.json");
+  return chat_template;
+}
+
+// Prints a chat reply as it streams: its reasoning dimmed (ANSI faint) when stdout is a terminal, else
+// between a "<think>" line and a "</think>" line; then, after a blank line, the answer.
+class ReplyPrinter {
+ public:
+  ReplyPrinter() : terminal_(::isatty(::fileno(stdout)) == 1) {}
+  void print(const ReasoningDelta& delta) {
+    if (!delta.reasoning.empty()) {
+      if (!in_reasoning_) std::fputs(terminal_ ? "\x1b[2m" : "<think>\n", stdout);
+      in_reasoning_ = true;
+      std::fputs(delta.reasoning.c_str(), stdout);
+    }
+    if (!delta.content.empty()) {
+      if (in_reasoning_) std::fputs(terminal_ ? "\x1b[0m\n\n" : "\n</think>\n\n", stdout);
+      in_reasoning_ = false;
+      std::fputs(delta.content.c_str(), stdout);
+    }
+    std::fflush(stdout);
+  }
+  // An unclosed reasoning part stays unclosed in the text; on a terminal the dimming ends.
+  void finish() {
+    if (in_reasoning_ && terminal_) std::fputs("\x1b[0m", stdout);
+    in_reasoning_ = false;
+  }
+
+ private:
+  bool terminal_;
+  bool in_reasoning_ = false;
+};
+
 ForwardOptions forward_options(const GenerateArgs& a) {
   ForwardOptions options;
   options.precision = a.precision == "f32" ? Precision::f32 : a.precision == "fp8" ? Precision::fp8 : Precision::bf16;
@@ -55,10 +118,15 @@ void print_stats(const GenerationStats& s) {
 int run_generate(const GenerateArgs& a) {
   const LoadedModel loaded = load_model_with_tokenizer(a.model_dir);
   const Model& model = *loaded.model;
+  const bool chat = a.chat || !a.messages_path.empty();
   std::vector<int32_t> prompt;
-  if (!a.messages_path.empty()) {
+  ChatTemplate chat_template = ChatTemplate::deepseek_v3;
+  if (chat) {
     // The conversation rendered as dsv3 chat renders it, ending in the assistant's turn.
-    prompt = encode_chat(*loaded.tokenizer, read_chat_messages(a.messages_path), /*add_generation_prompt=*/true);
+    chat_template = choose_chat_template(a, *loaded.tokenizer);
+    const std::vector<ChatMessage> messages =
+        a.chat ? std::vector<ChatMessage>{{"user", a.prompt}} : read_chat_messages(a.messages_path);
+    prompt = encode_chat(*loaded.tokenizer, messages, /*add_generation_prompt=*/true, chat_template);
   } else {
     if (loaded.tokenizer->bos_id()) prompt.push_back(*loaded.tokenizer->bos_id());
     for (int32_t t : loaded.tokenizer->encode(a.prompt)) prompt.push_back(t);
@@ -67,17 +135,19 @@ int run_generate(const GenerateArgs& a) {
   KVCache cache(model.config, int64_t(prompt.size()) + a.max_new_tokens);
   Sampler sampler(a.sampling);
   GenerationRequest request{prompt, a.max_new_tokens, a.ignore_eos ? std::nullopt : loaded.tokenizer->eos_id()};
-  // With --messages only the reply is printed, as dsv3 chat prints it.
-  TokenStreamDecoder stream(*loaded.tokenizer, /*skip_special=*/!a.messages_path.empty());
-  std::fputs(a.prompt.c_str(), stdout);
-  std::fflush(stdout);
+  // A chat prints only the reply, as dsv3 chat prints it; a plain prompt is continued in place.
+  TokenStreamDecoder stream(*loaded.tokenizer, /*skip_special=*/chat);
+  ReasoningSplitter splitter(chat_template, chat ? parse_reasoning_format(a.reasoning_format) : ReasoningFormat::none);
+  ReplyPrinter printer;
+  if (!chat) printer.print({"", a.prompt});
   const GenerationStats stats = generate(model, cache, request, sampler, forward_options(a), [&](int32_t token) {
     if (request.eos_id && token == *request.eos_id) return true;
-    std::fputs(stream.push(token).c_str(), stdout);
-    std::fflush(stdout);
+    printer.print(splitter.push(stream.push(token)));
     return true;
   });
-  std::fputs(stream.flush().c_str(), stdout);
+  printer.print(splitter.push(stream.flush()));
+  printer.print(splitter.finish());
+  printer.finish();
   std::fputs("\n", stdout);
   print_stats(stats);
   return 0;
@@ -98,6 +168,8 @@ int run_chat(const GenerateArgs& a) {
   if (!a.system_prompt.empty()) messages.push_back({"system", a.system_prompt});
   Sampler sampler(a.sampling);
   const ForwardOptions options = forward_options(a);
+  const ChatTemplate chat_template = choose_chat_template(a, tokenizer);
+  const ReasoningFormat reasoning_format = parse_reasoning_format(a.reasoning_format);
   std::fprintf(stderr, "[dsv3] chat with %s — an empty line or Ctrl-D ends the session\n", a.model_dir.c_str());
 
   std::string line;
@@ -106,7 +178,7 @@ int run_chat(const GenerateArgs& a) {
     std::fflush(stdout);
     if (!std::getline(std::cin, line) || line.empty()) break;
     messages.push_back({"user", line});
-    const std::vector<int32_t> all = encode_chat(tokenizer, messages, /*add_generation_prompt=*/true);
+    const std::vector<int32_t> all = encode_chat(tokenizer, messages, /*add_generation_prompt=*/true, chat_template);
     size_t common = 0;
     while (common < cached.size() && common < all.size() && cached[common] == all[common]) ++common;
     if (common == all.size()) --common;  // always run at least one token to get logits
@@ -117,22 +189,25 @@ int run_chat(const GenerateArgs& a) {
     GenerationRequest request{std::vector<int32_t>(all.begin() + int64_t(common), all.end()), a.max_new_tokens,
                               tokenizer.eos_id()};
     // The reply leaves special tokens out, as DeepSeek's generate.py decodes it, on screen and in the
-    // conversation.
+    // conversation; the conversation keeps only its answer, not its reasoning.
     TokenStreamDecoder stream(tokenizer, /*skip_special=*/true);
+    ReasoningSplitter splitter(chat_template, reasoning_format);
+    ReplyPrinter printer;
     std::string reply;
     std::vector<int32_t> reply_tokens;
+    auto show = [&](const ReasoningDelta& delta) {
+      reply += delta.content;
+      printer.print(delta);
+    };
     const GenerationStats stats = generate(model, cache, request, sampler, options, [&](int32_t token) {
       reply_tokens.push_back(token);
       if (request.eos_id && token == *request.eos_id) return true;
-      const std::string piece = stream.push(token);
-      reply += piece;
-      std::fputs(piece.c_str(), stdout);
-      std::fflush(stdout);
+      show(splitter.push(stream.push(token)));
       return true;
     });
-    const std::string tail = stream.flush();
-    reply += tail;
-    std::fputs(tail.c_str(), stdout);
+    show(splitter.push(stream.flush()));
+    show(splitter.finish());
+    printer.finish();
     std::fputs("\n", stdout);
     print_stats(stats);
     std::fprintf(stderr, "[dsv3] conversation %zu tokens: %zu reused from the cache, %zu prefilled\n", all.size(),
@@ -156,9 +231,18 @@ Runner add_generate(CLI::App& app) {
       "Instead of --prompt: a JSON file [{\"role\": \"system\"|\"user\"|\"assistant\", \"content\": TEXT}, "
       "...], rendered in DeepSeek's chat format as dsv3 chat renders it; prints only the reply, as dsv3 chat does");
   prompt->excludes(messages);
+  CLI::Option* chat = cmd->add_flag("--chat", a->chat,
+                                    "Send --prompt as one user message in the chat format; prints only the reply, "
+                                    "as dsv3 chat does");
+  chat->excludes(messages);
+  add_chat_options(cmd, *a);
   cmd->add_flag("--ignore-eos", a->ignore_eos, "Keep generating past the end-of-sentence token");
-  return [a, prompt, messages] {
+  return [a, prompt, messages, chat, cmd] {
     DSV3_CHECK(prompt->count() + messages->count() == 1, "[generate] give --prompt TEXT or --messages FILE");
+    DSV3_CHECK(chat->count() + messages->count() > 0 ||
+                   cmd->get_option("--chat-template")->count() + cmd->get_option("--reasoning-format")->count() == 0,
+               "[generate] --chat-template and --reasoning-format apply to a chat: add --chat or give --messages");
+    check_chat_options(*a);
     return run_generate(*a);
   };
 }
@@ -173,7 +257,11 @@ Runner add_chat(CLI::App& app) {
               "across turns, and stderr says per turn how many tokens it supplied and how many were prefilled");
   add_sampling_options(cmd, *a);
   cmd->add_option("--system", a->system_prompt, "System prompt");
-  return [a] { return run_chat(*a); };
+  add_chat_options(cmd, *a);
+  return [a] {
+    check_chat_options(*a);
+    return run_chat(*a);
+  };
 }
 
 }  // namespace dsv3::cli

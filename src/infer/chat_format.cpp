@@ -1,5 +1,6 @@
 #include "infer/chat_format.h"
 
+#include <cstdio>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
@@ -14,6 +15,10 @@ constexpr const char* kBos = "<｜begin▁of▁sentence｜>";
 constexpr const char* kEos = "<｜end▁of▁sentence｜>";
 constexpr const char* kUser = "<｜User｜>";
 constexpr const char* kAssistant = "<｜Assistant｜>";
+constexpr const char* kThinkOpen = "<think>\n";  // what R1's generation prompt adds after <｜Assistant｜>
+constexpr std::string_view kThinkClose = "</think>";
+
+bool contains(std::string_view text, std::string_view part) { return text.find(part) != std::string_view::npos; }
 
 void check_role(const ChatMessage& m, size_t index) {
   DSV3_CHECK(m.role == "system" || m.role == "user" || m.role == "assistant", "[chat] message ", index, " has role '",
@@ -34,20 +39,59 @@ std::string system_prompt(const std::vector<ChatMessage>& messages) {
   return prompt;
 }
 
+// What an assistant message contributes to the history: R1's template keeps only the text after the
+// last "</think>" (Jinja's content.split('</think>')[-1]), V3's the whole message.
+std::string_view assistant_history(std::string_view content, ChatTemplate chat_template) {
+  if (chat_template != ChatTemplate::deepseek_r1) return content;
+  const size_t close = content.rfind(kThinkClose);
+  return close == std::string_view::npos ? content : content.substr(close + kThinkClose.size());
+}
+
 }  // namespace
 
-std::string format_chat(const std::vector<ChatMessage>& messages, bool add_generation_prompt) {
+ChatTemplate parse_chat_template(std::string_view name) {
+  if (name == "deepseek-v3") return ChatTemplate::deepseek_v3;
+  if (name == "deepseek-r1") return ChatTemplate::deepseek_r1;
+  DSV3_FAIL("[chat] unknown chat template '", name, "': give deepseek-v3 or deepseek-r1");
+}
+
+const char* chat_template_name(ChatTemplate chat_template) {
+  return chat_template == ChatTemplate::deepseek_r1 ? "deepseek-r1" : "deepseek-v3";
+}
+
+ChatTemplate detect_chat_template(std::string_view jinja_template) {
+  const bool roles = contains(jinja_template, kUser) && contains(jinja_template, kAssistant);
+  // Inside a Jinja string literal the newline is usually the escape \n; accept a raw newline too.
+  const bool opens_think = contains(jinja_template, "<think>\\n") || contains(jinja_template, "<think>\n");
+  const bool splits_think = contains(jinja_template, kThinkClose);
+  if (roles && opens_think && splits_think) return ChatTemplate::deepseek_r1;
+  if (roles && !splits_think && !contains(jinja_template, "<think>")) return ChatTemplate::deepseek_v3;
+  const char* why = jinja_template.empty() ? "the tokenizer has no chat_template (no tokenizer_config.json beside "
+                                             "tokenizer.json, or none in it)"
+                    : !roles ? "the chat_template is not DeepSeek's (it lacks <｜User｜> or <｜Assistant｜>)"
+                             : "the chat_template has <think> tags but not both of DeepSeek-R1's: the <think>\\n "
+                               "generation prompt and the </think> history split";
+  std::fprintf(stderr, "[chat] note: %s; rendering conversations as deepseek-v3 (choose with --chat-template "
+                       "deepseek-v3|deepseek-r1)\n", why);
+  return ChatTemplate::deepseek_v3;
+}
+
+std::string format_chat(const std::vector<ChatMessage>& messages, bool add_generation_prompt,
+                        ChatTemplate chat_template) {
   std::string text = kBos + system_prompt(messages);
   for (const ChatMessage& m : messages) {
     if (m.role == "user") text += kUser + m.content;
-    else if (m.role == "assistant") text += kAssistant + m.content + kEos;
+    else if (m.role == "assistant") text += kAssistant + std::string(assistant_history(m.content, chat_template)) + kEos;
   }
-  if (add_generation_prompt) text += kAssistant;
+  if (add_generation_prompt) {
+    text += kAssistant;
+    if (chat_template == ChatTemplate::deepseek_r1) text += kThinkOpen;
+  }
   return text;
 }
 
 std::vector<int32_t> encode_chat(const Tokenizer& tokenizer, const std::vector<ChatMessage>& messages,
-                                 bool add_generation_prompt) {
+                                 bool add_generation_prompt, ChatTemplate chat_template) {
   auto id_of = [&](const char* token) {
     const std::optional<int32_t> id = tokenizer.token_to_id(token);
     DSV3_CHECK(id.has_value(), "[chat] ", tokenizer.name(), " has no token ", token,
@@ -56,8 +100,8 @@ std::vector<int32_t> encode_chat(const Tokenizer& tokenizer, const std::vector<C
   };
   const int32_t bos = id_of(kBos), eos = id_of(kEos), user = id_of(kUser), assistant = id_of(kAssistant);
   std::vector<int32_t> ids{bos};
-  auto append_text = [&](const std::string& text) {
-    const std::vector<int32_t> part = tokenizer.encode(text, /*allow_special=*/false);
+  auto append_text = [&](std::string_view text, bool allow_special = false) {
+    const std::vector<int32_t> part = tokenizer.encode(text, allow_special);
     ids.insert(ids.end(), part.begin(), part.end());
   };
   append_text(system_prompt(messages));
@@ -67,11 +111,15 @@ std::vector<int32_t> encode_chat(const Tokenizer& tokenizer, const std::vector<C
       append_text(m.content);
     } else if (m.role == "assistant") {
       ids.push_back(assistant);
-      append_text(m.content);
+      append_text(assistant_history(m.content, chat_template));
       ids.push_back(eos);
     }
   }
-  if (add_generation_prompt) ids.push_back(assistant);
+  if (add_generation_prompt) {
+    ids.push_back(assistant);
+    // The template's own text: <think> becomes its token where the tokenizer has one (R1's does).
+    if (chat_template == ChatTemplate::deepseek_r1) append_text(kThinkOpen, /*allow_special=*/true);
+  }
   return ids;
 }
 

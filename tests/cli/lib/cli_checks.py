@@ -514,11 +514,38 @@ def cmd_quantized(a):
 # Chat, help
 # ---------------------------------------------------------------------------------------------
 
+def split_reply(reply, starts_in_reasoning):
+    """A reply split as DeepSeek's API splits it, (reasoning, content), written apart from dsv3's splitter:
+    a leading <think> opens the reasoning (R1's prompt has already opened it), the first </think> ends it,
+    and the newlines at the tags are dropped."""
+    if reply.startswith("<think>"):
+        reply, starts_in_reasoning = reply[len("<think>"):], True
+    if not starts_in_reasoning:
+        return "", reply
+    reasoning, tag, content = reply.partition("</think>")
+    return (reasoning.strip("\n"), content.lstrip("\n")) if tag else (reasoning.lstrip("\n"), "")
+
+
+def shown_reply(reasoning, content):
+    """How dsv3 prints a reply when stdout is not a terminal: the reasoning between a <think> line and a
+    </think> line, a blank line, the content."""
+    if not reasoning:
+        return content
+    return "<think>\n" + reasoning + ("\n</think>\n\n" + content if content else "")
+
+
+def content_of_shown(shown):
+    """The content of a reply as shown_reply prints it (what dsv3 chat keeps in the conversation)."""
+    return shown.partition("\n</think>\n\n")[2] if shown.startswith("<think>\n") else shown
+
+
 def cmd_chat(a):
     """A dsv3 chat session fed the --user messages keeps its latent cache across turns: turn 1 prefills
-    the whole conversation; every later turn reuses at least the whole previous conversation and at most
+    the whole conversation; every later turn reuses at least the whole previous conversation (but for the
+    --dropped-tail tokens of a generation prompt the history does not repeat: R1's <think>\n) and at most
     what the cache holds (that plus the reply's tokens but the last), and prefills only the rest; each
-    turn's greedy reply equals dsv3 generate --messages on the conversation so far, in a fresh cache."""
+    turn's greedy reply equals dsv3 generate --messages on the conversation so far, with the replies'
+    content only, in a fresh cache."""
     flags = ["-n", str(a.n), "--temp", "0", "--precision", a.precision]
     out, err = run_dsv3([a.dsv3, "chat", "--model", a.model] + flags, "".join(u + "\n" for u in a.user + [""]).encode())
     require(out.startswith("\n> ") and out.endswith("\n\n> "),
@@ -545,14 +572,47 @@ def cmd_chat(a):
             require(reused == 0, f"turn 1 reused {reused} tokens from an empty cache")
         else:
             held = previous + generated[k - 1] - 1  # the last reply token is never fed back
-            require(previous <= reused <= held, f"turn {k + 1} reused {reused} tokens; the previous conversation "
+            require(previous - a.dropped_tail <= reused <= held, f"turn {k + 1} reused {reused} tokens; the previous conversation "
                     f"({previous} tokens) must all come from the cache, and it holds {held}")
         require(fresh == reply + "\n", f"turn {k + 1}: chat replied {reply!r}; generate --messages from a fresh "
                 f"cache replies {fresh[:-1]!r}")
         print(f"turn {k + 1}: conversation {size} tokens, {reused} reused, {prefilled} prefilled; reply {reply!r} "
               f"equals a fresh generate --messages")
-        messages.append({"role": "assistant", "content": reply})
+        messages.append({"role": "assistant", "content": content_of_shown(reply)})
         previous = size
+
+
+def cmd_reasoning(a):
+    """dsv3 generate --chat picks --expect as the model's chat template when none is given, and says so;
+    with --chat-template deepseek-r1 the prompt is deepseek-v3's plus the tokens of "<think>\n"; the reply
+    printed with --reasoning-format deepseek is the --reasoning-format none reply split as DeepSeek's API
+    splits it (split_reply, for either template) and shown as shown_reply prints it."""
+    base = [a.dsv3, "generate", "--model", a.model, "--chat", "--prompt", a.prompt, "-n", str(a.n), "--temp", "0",
+            "--ignore-eos"]
+
+    def prompt_tokens(err):
+        return int(re.search(r"prompt (\d+) tokens", err).group(1))
+
+    err = run_dsv3(base)[1]
+    detected = f"chat template {a.expect} (detected from tokenizer_config.json)"
+    require(detected in err, f"generate --chat does not say '{detected}': {err!r}")
+    print(f"generate --chat: {detected}")
+    think = json.loads(run_dsv3([a.dsv3, "tokenize", "--model", a.model], b"<think>\n")[0])
+    lengths = {}
+    for template in ("deepseek-v3", "deepseek-r1"):
+        raw, err = run_dsv3(base + ["--chat-template", template, "--reasoning-format", "none"])
+        shown, shown_err = run_dsv3(base + ["--chat-template", template])
+        lengths[template] = prompt_tokens(err)
+        require(prompt_tokens(shown_err) == lengths[template], f"{template}: the prompt length depends on the format")
+        require(raw.endswith("\n") and shown.endswith("\n"), f"{template}: replies do not end in a newline")
+        expected = shown_reply(*split_reply(raw[:-1], template == "deepseek-r1")) + "\n"
+        require(shown == expected, f"{template}: generate printed {shown!r}; the reply {raw!r} split and shown "
+                f"is {expected!r}")
+        print(f"{template}: prompt {lengths[template]} tokens; reply {raw[:-1]!r} shown as {shown[:-1]!r}")
+    require(lengths["deepseek-r1"] == lengths["deepseek-v3"] + len(think),
+            f"the R1 prompt has {lengths['deepseek-r1']} tokens, V3's {lengths['deepseek-v3']}, and <think>\\n "
+            f"is {think}")
+    print(f"the R1 prompt is V3's plus <think>\\n's {len(think)} tokens {think}")
 
 
 def readme_options(readme):
@@ -628,13 +688,14 @@ def main():
     p.add_argument("--vocab", type=int, required=True)
     p.add_argument("--same", nargs="*", default=[])
     for name, function in (("greedy", cmd_greedy), ("perplexity", cmd_perplexity), ("chat", cmd_chat),
-                           ("help", cmd_help), ("info", cmd_info), ("quantized", cmd_quantized)):
+                           ("help", cmd_help), ("info", cmd_info), ("quantized", cmd_quantized),
+                           ("reasoning", cmd_reasoning)):
         p = add(name, function)
-        if name in ("greedy", "perplexity", "chat", "help", "info"):
+        if name in ("greedy", "perplexity", "chat", "help", "info", "reasoning"):
             p.add_argument("--dsv3", required=True)
         if name in ("greedy", "perplexity", "chat"):
             p.add_argument("--work", required=True, help="a directory for scratch files")
-        if name in ("greedy", "perplexity", "chat", "info"):
+        if name in ("greedy", "perplexity", "chat", "info", "reasoning"):
             p.add_argument("--model", required=True)
     p = sub.choices["greedy"]
     p.add_argument("--prompt", required=True)
@@ -649,6 +710,13 @@ def main():
     p.add_argument("--user", action="append", required=True, help="each message typed, in order")
     p.add_argument("-n", type=int, required=True)
     p.add_argument("--precision", required=True)
+    p.add_argument("--dropped-tail", type=int, default=0,
+                   help="generation-prompt tokens the next turn's history does not repeat (R1's <think>\\n)")
+    p = sub.choices["reasoning"]
+    p.add_argument("--prompt", required=True)
+    p.add_argument("-n", type=int, required=True)
+    p.add_argument("--expect", required=True, choices=["deepseek-v3", "deepseek-r1"],
+                   help="the template generate --chat must detect")
     sub.choices["help"].add_argument("--readme", required=True)
     p = sub.choices["quantized"]
     p.add_argument("--source", required=True)
