@@ -7,6 +7,7 @@
 #include "core/error.h"
 #include "infer/chat_format.h"
 #include "infer/generator.h"
+#include "infer/special_tokens.h"
 #include "io/tokenizer.h"
 #include "model/model.h"
 #include "tool_common.h"
@@ -67,13 +68,14 @@ int run_generate(const GenerateArgs& a) {
     // The conversation rendered as dsv3 chat renders it, ending in the assistant's turn.
     prompt = encode_chat(*loaded.tokenizer, read_chat_messages(a.messages_path), /*add_generation_prompt=*/true);
   } else {
-    if (loaded.tokenizer->bos_id()) prompt.push_back(*loaded.tokenizer->bos_id());
+    if (const std::optional<int32_t> bos = prompt_bos_id(model.config, *loaded.tokenizer)) prompt.push_back(*bos);
     for (int32_t t : loaded.tokenizer->encode(a.prompt)) prompt.push_back(t);
   }
 
   KVCache cache(model.config, int64_t(prompt.size()) + a.max_new_tokens);
   Sampler sampler = make_sampler(a, *loaded.tokenizer);
-  GenerationRequest request{prompt, a.max_new_tokens, a.ignore_eos ? std::nullopt : loaded.tokenizer->eos_id()};
+  GenerationRequest request{prompt, a.max_new_tokens,
+                            a.ignore_eos ? std::nullopt : stop_eos_id(model.config, *loaded.tokenizer)};
   // With --messages only the reply is printed, as dsv3 chat prints it.
   TokenStreamDecoder stream(*loaded.tokenizer, /*skip_special=*/!a.messages_path.empty());
   std::fputs(a.prompt.c_str(), stdout);
@@ -104,6 +106,7 @@ int run_chat(const GenerateArgs& a) {
   std::vector<ChatMessage> messages;
   if (!a.system_prompt.empty()) messages.push_back({"system", a.system_prompt});
   Sampler sampler = make_sampler(a, tokenizer);
+  const std::optional<int32_t> eos = stop_eos_id(model.config, tokenizer);
   const ForwardOptions options = forward_options(a);
   std::fprintf(stderr, "[dsv3] chat with %s — an empty line or Ctrl-D ends the session\n", a.model_dir.c_str());
 
@@ -121,8 +124,7 @@ int run_chat(const GenerateArgs& a) {
                " tokens) plus -n ", a.max_new_tokens, " exceeds the context of ", context,
                " tokens: start a new session");
     cache.truncate(int64_t(common));
-    GenerationRequest request{std::vector<int32_t>(all.begin() + int64_t(common), all.end()), a.max_new_tokens,
-                              tokenizer.eos_id()};
+    GenerationRequest request{std::vector<int32_t>(all.begin() + int64_t(common), all.end()), a.max_new_tokens, eos};
     // The reply leaves special tokens out, as DeepSeek's generate.py decodes it, on screen and in the
     // conversation.
     TokenStreamDecoder stream(tokenizer, /*skip_special=*/true);
