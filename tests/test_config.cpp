@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -178,6 +179,7 @@ void expect_same(const ModelConfig& a, const ModelConfig& b) {
   EXPECT_EQ(a.tie_word_embeddings, b.tie_word_embeddings);
   EXPECT_EQ(a.bos_token_id, b.bos_token_id);
   EXPECT_EQ(a.eos_token_id, b.eos_token_id);
+  EXPECT_EQ(a.pad_token_id, b.pad_token_id);
   EXPECT_EQ(a.quantization_config.fp8, b.quantization_config.fp8);
   EXPECT_EQ(a.quantization_config.block_rows, b.quantization_config.block_rows);
   EXPECT_EQ(a.quantization_config.block_cols, b.quantization_config.block_cols);
@@ -428,10 +430,64 @@ TEST(Config, ErrorsNameTheField) {
   EXPECT_FIELD_ERROR(v3, "attention_bias", j["attention_bias"] = true);
   EXPECT_FIELD_ERROR(v3, "hidden_act", j["hidden_act"] = "gelu");
   EXPECT_FIELD_ERROR(v3, "eos_token_id", j["eos_token_id"] = "</s>");
-  EXPECT_FIELD_ERROR(v3, "eos_token_id", j["eos_token_id"] = 129280);
+  EXPECT_FIELD_ERROR(v3, "pad_token_id", j["pad_token_id"] = 1.5);
   EXPECT_FIELD_ERROR(v3, "tie_word_embeddings", j["tie_word_embeddings"] = "no");
   EXPECT_FIELD_ERROR(kV2LiteConfig, "topk_method", j["scoring_func"] = "sigmoid");  // greedy needs softmax
   EXPECT_FIELD_ERROR(kV2LiteConfig, "num_experts_per_tok", j["num_experts_per_tok"] = 65);
+}
+
+// Token ids change no computation: ids outside the vocabulary (small test checkpoints often keep the
+// original model's) load with one warning line each, as Hugging Face loads them, keep their values
+// through a round trip, and are errors only where they are used.
+TEST(Config, TokenIdsOutsideTheVocabularyOnlyWarn) {
+  json j = json::parse(kV3Config);
+  j["vocab_size"] = 1000;
+  j["bos_token_id"] = 100000;
+  j["eos_token_id"] = json::array({-1, 1});
+  j["pad_token_id"] = 1000;
+  ::testing::internal::CaptureStderr();
+  const ModelConfig c = parse_model_config(j.dump(), "/ckpt/config.json");
+  const std::string warnings = ::testing::internal::GetCapturedStderr();
+  EXPECT_EQ(c.bos_token_id, 100000);
+  EXPECT_EQ(c.eos_token_id, -1);
+  EXPECT_EQ(c.pad_token_id, 1000);
+  EXPECT_EQ(std::count(warnings.begin(), warnings.end(), '\n'), 3) << warnings;
+  for (const char* line : {"bos_token_id 100000", "eos_token_id -1", "pad_token_id 1000"}) {
+    const size_t at = warnings.find(line);
+    ASSERT_NE(at, std::string::npos) << warnings;
+    const std::string rest = warnings.substr(at, warnings.find('\n', at) - at);
+    EXPECT_NE(rest.find("vocab_size 1000"), std::string::npos) << rest;
+  }
+  EXPECT_NE(warnings.find("/ckpt/config.json"), std::string::npos) << warnings;
+
+  const std::string written = model_config_to_json(c);
+  ::testing::internal::CaptureStderr();
+  expect_same(c, parse_model_config(written, "b"));
+  ::testing::internal::GetCapturedStderr();
+  EXPECT_EQ(json::parse(written).at("pad_token_id"), 1000);
+
+  // At the point of use: each field is named with its value, vocab_size and the fix.
+  for (const auto& [field, value] : {std::pair{"bos_token_id", "100000"}, {"eos_token_id", "-1"},
+                                     {"pad_token_id", "1000"}}) {
+    try {
+      config_token_id(c, field, "start the prompt");
+      ADD_FAILURE() << field << " was accepted where it is used";
+    } catch (const Error& e) {
+      const std::string msg = e.what();
+      for (const std::string& part : {std::string(field) + " is " + value, std::string("vocab_size 1000"),
+                                     std::string("cannot start the prompt"), std::string("set ") + field})
+        EXPECT_NE(msg.find(part), std::string::npos) << "'" << part << "' missing from: " << msg;
+    }
+  }
+  // In range or absent, the id is used as it is.
+  j["bos_token_id"] = 999;
+  j.erase("pad_token_id");
+  ::testing::internal::CaptureStderr();
+  const ModelConfig d = parse_model_config(j.dump(), "x");
+  EXPECT_EQ(::testing::internal::GetCapturedStderr().find("bos_token_id"), std::string::npos);
+  EXPECT_EQ(config_token_id(d, "bos_token_id", "start the prompt"), 999);
+  EXPECT_EQ(config_token_id(d, "pad_token_id", "pad"), std::nullopt);
+  EXPECT_THROW(config_token_id(d, "sep_token_id", "x"), Error);
 }
 
 TEST(Config, RejectsNonJsonAndMissingFiles) {

@@ -10,6 +10,7 @@
 #include "infer/chat_format.h"
 #include "infer/generator.h"
 #include "infer/reasoning.h"
+#include "infer/special_tokens.h"
 #include "io/tokenizer.h"
 #include "model/model.h"
 #include "tool_common.h"
@@ -109,6 +110,13 @@ ForwardOptions forward_options(const GenerateArgs& a) {
   return options;
 }
 
+// Sampling never picks an id the tokenizer cannot decode (the model's vocab_size may be padded past it).
+Sampler make_sampler(const GenerateArgs& a, const Tokenizer& tokenizer) {
+  SamplingParams params = a.sampling;
+  params.allowed_ids = tokenizer.decodable_ids();
+  return Sampler(params);
+}
+
 void print_stats(const GenerationStats& s) {
   std::fprintf(stderr, "\n[dsv3] prompt %lld tokens: prefill %.1f tokens/s | generated %lld tokens: decode %.2f tokens/s%s\n",
                (long long)s.prompt_tokens, s.prefill_tokens_per_second(), (long long)s.generated_tokens,
@@ -128,13 +136,14 @@ int run_generate(const GenerateArgs& a) {
         a.chat ? std::vector<ChatMessage>{{"user", a.prompt}} : read_chat_messages(a.messages_path);
     prompt = encode_chat(*loaded.tokenizer, messages, /*add_generation_prompt=*/true, chat_template);
   } else {
-    if (loaded.tokenizer->bos_id()) prompt.push_back(*loaded.tokenizer->bos_id());
+    if (const std::optional<int32_t> bos = prompt_bos_id(model.config, *loaded.tokenizer)) prompt.push_back(*bos);
     for (int32_t t : loaded.tokenizer->encode(a.prompt)) prompt.push_back(t);
   }
 
   KVCache cache(model.config, int64_t(prompt.size()) + a.max_new_tokens);
-  Sampler sampler(a.sampling);
-  GenerationRequest request{prompt, a.max_new_tokens, a.ignore_eos ? std::nullopt : loaded.tokenizer->eos_id()};
+  Sampler sampler = make_sampler(a, *loaded.tokenizer);
+  GenerationRequest request{prompt, a.max_new_tokens,
+                            a.ignore_eos ? std::nullopt : stop_eos_id(model.config, *loaded.tokenizer)};
   // A chat prints only the reply, as dsv3 chat prints it; a plain prompt is continued in place.
   TokenStreamDecoder stream(*loaded.tokenizer, /*skip_special=*/chat);
   ReasoningSplitter splitter(chat_template, chat ? parse_reasoning_format(a.reasoning_format) : ReasoningFormat::none);
@@ -166,7 +175,8 @@ int run_chat(const GenerateArgs& a) {
   std::vector<int32_t> cached;  // tokens whose latents the cache holds
   std::vector<ChatMessage> messages;
   if (!a.system_prompt.empty()) messages.push_back({"system", a.system_prompt});
-  Sampler sampler(a.sampling);
+  Sampler sampler = make_sampler(a, tokenizer);
+  const std::optional<int32_t> eos = stop_eos_id(model.config, tokenizer);
   const ForwardOptions options = forward_options(a);
   const ChatTemplate chat_template = choose_chat_template(a, tokenizer);
   const ReasoningFormat reasoning_format = parse_reasoning_format(a.reasoning_format);
@@ -186,8 +196,7 @@ int run_chat(const GenerateArgs& a) {
                " tokens) plus -n ", a.max_new_tokens, " exceeds the context of ", context,
                " tokens: start a new session");
     cache.truncate(int64_t(common));
-    GenerationRequest request{std::vector<int32_t>(all.begin() + int64_t(common), all.end()), a.max_new_tokens,
-                              tokenizer.eos_id()};
+    GenerationRequest request{std::vector<int32_t>(all.begin() + int64_t(common), all.end()), a.max_new_tokens, eos};
     // The reply leaves special tokens out, as DeepSeek's generate.py decodes it, on screen and in the
     // conversation; the conversation keeps only its answer, not its reasoning.
     TokenStreamDecoder stream(tokenizer, /*skip_special=*/true);

@@ -24,6 +24,7 @@ struct ServeArgs {
   int64_t kv_pages = 0;
   std::string api_key;
   std::string reasoning_format = "deepseek";
+  std::string chat_template;  // "" = detected from tokenizer_config.json
   int64_t max_queue = 64;
   int64_t step_tokens = 512;
   bool batch_invariant = false;
@@ -47,7 +48,7 @@ int run_serve(const ServeArgs& a) {
   so.model_id = a.model_id.empty() ? std::filesystem::path(a.model_dir).lexically_normal().filename().string() : a.model_id;
   if (so.model_id.empty()) so.model_id = std::filesystem::absolute(a.model_dir).parent_path().filename().string();
   so.max_body_bytes = a.max_body_mb << 20;
-  so.reasoning_split = a.reasoning_format == "deepseek";
+  so.reasoning = parse_reasoning_format(a.reasoning_format);
   so.http_threads = int(a.parallel + a.max_queue + 16);
   HttpServer http(so);
   const int port = http.bind();
@@ -66,7 +67,11 @@ int run_serve(const ServeArgs& a) {
   sched.forward.precision = a.precision == "f32" ? Precision::f32 : a.precision == "fp8" ? Precision::fp8 : Precision::bf16;
   Scheduler scheduler(*loaded.model, *loaded.tokenizer, sched);
   scheduler.start();
-  http.set_engine({loaded.model.get(), loaded.tokenizer.get(), &scheduler});
+  const ChatTemplate chat_template = a.chat_template.empty() ? detect_chat_template(loaded.tokenizer->chat_template())
+                                                             : parse_chat_template(a.chat_template);
+  std::fprintf(stderr, "[serve] chat template %s (%s)\n", chat_template_name(chat_template),
+               a.chat_template.empty() ? "detected from tokenizer_config.json" : "--chat-template");
+  http.set_engine({loaded.model.get(), loaded.tokenizer.get(), &scheduler, chat_template});
   const PagePool& pool = scheduler.pool();
   std::printf("[serve] ready: model '%s' at http://%s:%d/ — %lld sequences of up to %lld tokens, %lld KV pages "
               "(%.1f MiB)\n",
@@ -106,6 +111,9 @@ Runner add_serve(CLI::App& app) {
   cmd->add_option("--reasoning-format", a->reasoning_format,
                   "deepseek: text up to </think> goes to reasoning_content; none: left inline")
       ->capture_default_str()->check(CLI::IsMember({"deepseek", "none"}));
+  cmd->add_option("--chat-template", a->chat_template,
+                  "deepseek-v3 or deepseek-r1 (default: recognised from the model's tokenizer_config.json)")
+      ->check(CLI::IsMember({"deepseek-v3", "deepseek-r1"}));
   cmd->add_option("--max-queue", a->max_queue, "Waiting requests beyond which new ones get 503 with Retry-After")
       ->capture_default_str()->check(CLI::NonNegativeNumber);
   cmd->add_option("--step-tokens", a->step_tokens, "Prefill tokens per scheduler step (chunked prefill budget)")

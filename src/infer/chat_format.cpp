@@ -95,7 +95,8 @@ std::vector<int32_t> encode_chat(const Tokenizer& tokenizer, const std::vector<C
   auto id_of = [&](const char* token) {
     const std::optional<int32_t> id = tokenizer.token_to_id(token);
     DSV3_CHECK(id.has_value(), "[chat] ", tokenizer.name(), " has no token ", token,
-               ": DeepSeek's chat format needs DeepSeek-V3's tokenizer");
+               ": DeepSeek's chat format needs its chat tokens, which DeepSeek-V3's tokenizer and those of dsv3 "
+               "train-tokenizer hold (train the tokenizer again, and the model on its data)");
     return *id;
   };
   const int32_t bos = id_of(kBos), eos = id_of(kEos), user = id_of(kUser), assistant = id_of(kAssistant);
@@ -121,6 +122,58 @@ std::vector<int32_t> encode_chat(const Tokenizer& tokenizer, const std::vector<C
     if (chat_template == ChatTemplate::deepseek_r1) append_text(kThinkOpen, /*allow_special=*/true);
   }
   return ids;
+}
+
+const std::vector<std::string>& deepseek_chat_tokens() {
+  static const std::vector<std::string> tokens = {"<think>",
+                                                   "</think>",
+                                                   kUser,
+                                                   kAssistant,
+                                                   "<｜tool▁calls▁begin｜>",
+                                                   "<｜tool▁calls▁end｜>",
+                                                   "<｜tool▁call▁begin｜>",
+                                                   "<｜tool▁call▁end｜>",
+                                                   "<｜tool▁outputs▁begin｜>",
+                                                   "<｜tool▁outputs▁end｜>",
+                                                   "<｜tool▁output▁begin｜>",
+                                                   "<｜tool▁output▁end｜>",
+                                                   "<｜tool▁sep｜>"};
+  return tokens;
+}
+
+const std::string& deepseek_chat_template() {
+  static const std::string chat_template =
+      "{% if not add_generation_prompt is defined %}{% set add_generation_prompt = false %}"
+      "{% endif %}{% set ns = namespace(is_first=false, is_tool=false, "
+      "is_output_first=true, system_prompt='', is_first_sp=true) %}"
+      "{%- for message in messages %}{%- if message['role'] == 'system' %}"
+      "{%- if ns.is_first_sp %}{% set ns.system_prompt = ns.system_prompt + "
+      "message['content'] %}{% set ns.is_first_sp = false %}{%- else %}"
+      "{% set ns.system_prompt = ns.system_prompt + '\n\n' + message['content'] %}"
+      "{%- endif %}{%- endif %}{%- endfor %}{{bos_token}}{{ns.system_prompt}}"
+      "{%- for message in messages %}{%- if message['role'] == 'user' %}"
+      "{%- set ns.is_tool = false -%}{{'<｜User｜>' + message['content']}}{%- endif %}"
+      "{%- if message['role'] == 'assistant' and message['content'] is none %}"
+      "{%- set ns.is_tool = false -%}{%- for tool in message['tool_calls']%}"
+      "{%- if not ns.is_first %}{{'<｜Assistant｜><｜tool▁calls▁begin｜><｜tool▁call▁begin｜>' + "
+      "tool['type'] + '<｜tool▁sep｜>' + tool['function']['name'] + '\n' + '```json' + '\n' + "
+      "tool['function']['arguments'] + '\n' + '```' + '<｜tool▁call▁end｜>'}}"
+      "{%- set ns.is_first = true -%}{%- else %}{{'\n' + '<｜tool▁call▁begin｜>' + "
+      "tool['type'] + '<｜tool▁sep｜>' + tool['function']['name'] + '\n' + '```json' + '\n' + "
+      "tool['function']['arguments'] + '\n' + '```' + '<｜tool▁call▁end｜>'}}"
+      "{{'<｜tool▁calls▁end｜><｜end▁of▁sentence｜>'}}{%- endif %}{%- endfor %}{%- endif %}"
+      "{%- if message['role'] == 'assistant' and message['content'] is not none %}"
+      "{%- if ns.is_tool %}{{'<｜tool▁outputs▁end｜>' + message['content'] + "
+      "'<｜end▁of▁sentence｜>'}}{%- set ns.is_tool = false -%}{%- else %}{{'<｜Assistant｜>' + "
+      "message['content'] + '<｜end▁of▁sentence｜>'}}{%- endif %}{%- endif %}"
+      "{%- if message['role'] == 'tool' %}{%- set ns.is_tool = true -%}"
+      "{%- if ns.is_output_first %}{{'<｜tool▁outputs▁begin｜><｜tool▁output▁begin｜>' + "
+      "message['content'] + '<｜tool▁output▁end｜>'}}{%- set ns.is_output_first = false %}"
+      "{%- else %}{{'\n<｜tool▁output▁begin｜>' + message['content'] + '<｜tool▁output▁end｜>'}}"
+      "{%- endif %}{%- endif %}{%- endfor -%}{% if ns.is_tool %}{{'<｜tool▁outputs▁end｜>'}}"
+      "{% endif %}{% if add_generation_prompt and not ns.is_tool %}{{'<｜Assistant｜>'}}"
+      "{% endif %}";
+  return chat_template;
 }
 
 std::vector<ChatMessage> read_chat_messages(const std::string& path) {

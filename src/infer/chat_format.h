@@ -60,6 +60,17 @@ std::string format_chat(const std::vector<ChatMessage>& messages, bool add_gener
 std::vector<int32_t> encode_chat(const Tokenizer& tokenizer, const std::vector<ChatMessage>& messages,
                                  bool add_generation_prompt, ChatTemplate chat_template = ChatTemplate::deepseek_v3);
 
+// The added tokens of DeepSeek's chat format besides BOS, EOS and pad, in the order of their ids in
+// DeepSeek's tokenizer.json: <think> and </think> (DeepSeek-R1 and V3.1's reasoning markers), the role
+// markers <｜User｜> and <｜Assistant｜>, and the tool-call markers its chat template writes. None is
+// special there (normalized, kept by decode(skip_special=true)); dsv3 train-tokenizer adds them so.
+const std::vector<std::string>& deepseek_chat_tokens();
+
+// DeepSeek-V3's chat_template, as its tokenizer_config.json holds it: Jinja that renders plain
+// messages as format_chat does (and tool calls with the tool markers), for tokenizer_config.json files
+// that Hugging Face's apply_chat_template reads.
+const std::string& deepseek_chat_template();
+
 // A conversation stored as JSON: [{"role": "user", "content": "..."}, ...] (OpenAI's and Hugging Face's
 // messages layout). Errors name the file and the entry.
 std::vector<ChatMessage> read_chat_messages(const std::string& path);

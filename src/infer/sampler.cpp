@@ -15,6 +15,16 @@ int32_t argmax(const float* logits, int64_t n) {
   return int32_t(best);
 }
 
+int32_t argmax(const float* logits, int64_t n, const TokenMask* allowed) {
+  if (!allowed) return n > 0 ? argmax(logits, n) : -1;
+  n = std::min<int64_t>(n, int64_t(allowed->size()));
+  int64_t best = -1;
+  for (int64_t i = 0; i < n; ++i) {
+    if ((*allowed)[size_t(i)] && (best < 0 || logits[i] > logits[best])) best = i;
+  }
+  return int32_t(best);
+}
+
 Sampler::Sampler(const SamplingParams& params) : params_(params), rng_(params.seed) {
   DSV3_CHECK(params.temperature >= 0 && std::isfinite(params.temperature),
              "[sampler] temperature must be >= 0, got ", params.temperature);
@@ -23,12 +33,26 @@ Sampler::Sampler(const SamplingParams& params) : params_(params), rng_(params.se
 }
 
 int32_t Sampler::sample(const float* logits, int64_t vocab) {
-  if (params_.temperature == 0.0f) return argmax(logits, vocab);
+  const TokenMask* allowed = params_.allowed_ids.get();
+  auto none_allowed = [&] {
+    DSV3_FAIL("[sampler] no token id below ", vocab, " is allowed (allowed_ids marks none of them): build the mask "
+              "from the model's tokenizer");
+  };
+  if (params_.temperature == 0.0f) {
+    const int32_t best = argmax(logits, vocab, allowed);
+    if (best < 0) none_allowed();
+    return best;
+  }
 
   // Candidates sorted by logit, best first; top-k keeps only the first k.
-  const int64_t k = params_.top_k > 0 ? std::min(params_.top_k, vocab) : vocab;
-  candidates_.resize(size_t(vocab));
-  for (int64_t i = 0; i < vocab; ++i) candidates_[size_t(i)] = {logits[i], int32_t(i)};
+  candidates_.clear();
+  const int64_t n = allowed ? std::min<int64_t>(vocab, int64_t(allowed->size())) : vocab;
+  for (int64_t i = 0; i < n; ++i) {
+    if (!allowed || (*allowed)[size_t(i)]) candidates_.emplace_back(logits[i], int32_t(i));
+  }
+  if (candidates_.empty()) none_allowed();
+  const int64_t n_candidates = int64_t(candidates_.size());
+  const int64_t k = params_.top_k > 0 ? std::min(params_.top_k, n_candidates) : n_candidates;
   auto by_logit = [](const auto& a, const auto& b) {
     return a.first > b.first || (a.first == b.first && a.second < b.second);
   };

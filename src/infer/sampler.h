@@ -1,24 +1,43 @@
 // Next-token sampling: greedy, temperature, top-k, top-p (nucleus), from a seeded generator so a
 // run is reproducible for a given --seed.
+//
+// A model's vocab_size may exceed what its tokenizer can decode: DeepSeek-V3 pads its 128,815
+// tokenizer ids to 129,280 rows, and a random or briefly trained model gives the padding real
+// probability. SamplingParams::allowed_ids restricts every mode (greedy, temperature, top-k, top-p)
+// to the ids it marks; top-k and top-p then count only those ids. Build the mask once per model and
+// share it between requests:
+//
+//   SamplingParams params;
+//   params.temperature = 0.7f;
+//   params.top_p = 0.95f;
+//   params.allowed_ids = tokenizer.decodable_ids();  // shared, built once when the tokenizer loads
+//   Sampler sampler(params);
+//   const int32_t next = sampler.sample(logits, model.config.vocab_size);  // always decodable
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <random>
 #include <vector>
 
 namespace dsv3 {
+
+// allowed[id] != 0: id may be sampled. Ids at or past allowed.size() are never sampled.
+using TokenMask = std::vector<uint8_t>;
 
 struct SamplingParams {
   float temperature = 0.0f;  // 0 -> greedy (argmax)
   int64_t top_k = 0;         // 0 -> no limit
   float top_p = 1.0f;        // 1 -> no limit
   uint64_t seed = 0;
+  std::shared_ptr<const TokenMask> allowed_ids;  // null -> every id in [0, vocab)
 };
 
 class Sampler {
  public:
   explicit Sampler(const SamplingParams& params);
-  // Picks a token id from logits[0, vocab). Does not modify logits.
+  // Picks a token id from logits[0, vocab), among the allowed ids. Does not modify logits. Throws when
+  // the mask allows no id below vocab.
   int32_t sample(const float* logits, int64_t vocab);
   const SamplingParams& params() const { return params_; }
 
@@ -29,5 +48,8 @@ class Sampler {
 };
 
 int32_t argmax(const float* logits, int64_t n);
+// The first id of the largest logit among those `allowed` marks (every id when allowed is null), or
+// -1 when none of [0, n) is allowed.
+int32_t argmax(const float* logits, int64_t n, const TokenMask* allowed);
 
 }  // namespace dsv3

@@ -118,6 +118,7 @@ struct Tokenizer::Impl {
   std::vector<std::string> bytes;     // id -> raw bytes
   enum Kind : uint8_t { unused, vocab, added_plain, added_special };
   std::vector<Kind> kind;
+  std::shared_ptr<const std::vector<uint8_t>> decodable;  // kind != unused, per id
   std::optional<int32_t> bos, eos;
   bool add_bos = false;
   std::string chat_template;
@@ -238,6 +239,9 @@ Tokenizer Tokenizer::from_json_text(std::string_view tokenizer_json, std::string
       impl->bytes[size_t(t.id)] = t.content;
       impl->kind[size_t(t.id)] = t.special ? Impl::added_special : Impl::added_plain;
     }
+    auto decodable = std::make_shared<std::vector<uint8_t>>(impl->kind.size());
+    for (size_t id = 0; id < impl->kind.size(); ++id) (*decodable)[id] = impl->kind[id] != Impl::unused;
+    impl->decodable = std::move(decodable);
 
     nlohmann::json config = nlohmann::json::object();
     if (!tokenizer_config_json.empty()) {
@@ -334,6 +338,7 @@ const std::string& Tokenizer::id_to_token(int32_t id) const {
 }
 
 int64_t Tokenizer::vocab_size() const { return int64_t(impl_->kind.size()); }
+std::shared_ptr<const std::vector<uint8_t>> Tokenizer::decodable_ids() const { return impl_->decodable; }
 
 bool Tokenizer::is_special(int32_t id) const {
   return id >= 0 && size_t(id) < impl_->kind.size() && impl_->kind[size_t(id)] == Impl::added_special;

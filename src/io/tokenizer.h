@@ -61,6 +61,11 @@ class Tokenizer {
   std::optional<int32_t> token_to_id(std::string_view token) const;
   const std::string& id_to_token(int32_t id) const;  // throws on a bad id
   int64_t vocab_size() const;                         // highest id + 1, added tokens included
+  // One byte per id in [0, vocab_size()): 1 where decode() accepts the id, 0 for a gap in the ids.
+  // A model's vocab_size may be larger (DeepSeek-V3 pads 128,815 ids to 129,280); ids past the mask
+  // are not decodable either. Built once at load and shared: give it to SamplingParams::allowed_ids
+  // (infer/sampler.h) so that sampling only ever picks ids this tokenizer can decode.
+  std::shared_ptr<const std::vector<uint8_t>> decodable_ids() const;
   bool is_special(int32_t id) const;                  // an added token marked special
   const std::vector<AddedToken>& added_tokens() const;
   const std::string& chat_template() const;  // tokenizer_config.json's Jinja template, "" if none

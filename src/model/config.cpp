@@ -11,6 +11,7 @@
 #include "model/config.h"
 
 #include <cmath>
+#include <cstdio>
 #include <fstream>
 #include <limits>
 #include <nlohmann/json.hpp>
@@ -92,13 +93,15 @@ class Fields {
     if (!v.is_string()) fail(key, cat("must be a string, got ", describe(v)));
     return v.get<std::string>();
   }
-  // bos/eos: an integer, null, or a non-empty list of integers (the first is stored).
+  // bos/eos/pad: an integer, null, or a non-empty list of integers (the first is stored). Any integer
+  // is kept: whether it is in the vocabulary matters only where the id is used (config_token_id).
   std::optional<int64_t> token_id(const std::string& key) const {
     if (!has_value(key)) return std::nullopt;
     const json& v = obj_.at(key);
     const json& first = v.is_array() && !v.empty() ? v.front() : v;
-    if (!first.is_number_integer() || first.get<int64_t>() < 0)
-      fail(key, cat("must be a token id (integer >= 0) or a list of them, got ", describe(v)));
+    if (!first.is_number_integer() ||
+        (first.is_number_unsigned() && first.get<uint64_t>() > uint64_t(std::numeric_limits<int64_t>::max())))
+      fail(key, cat("must be a token id (an integer) or a list of them, got ", describe(v)));
     return first.get<int64_t>();
   }
 
@@ -109,6 +112,15 @@ class Fields {
 };
 
 bool is_v3(const std::string& model_type) { return model_type == "deepseek_v3"; }
+
+constexpr const char* kConfigTokenIdFields[] = {"bos_token_id", "eos_token_id", "pad_token_id"};
+
+const std::optional<int64_t>& token_id_field(const ModelConfig& c, std::string_view field) {
+  if (field == "bos_token_id") return c.bos_token_id;
+  if (field == "eos_token_id") return c.eos_token_id;
+  if (field == "pad_token_id") return c.pad_token_id;
+  DSV3_FAIL("[config] ", field, " is not a token id field (bos_token_id, eos_token_id, pad_token_id)");
+}
 
 RopeScaling parse_rope_scaling(const json& j, const std::string& source, const std::string& field) {
   Fields f(j, source, field + ".");
@@ -293,12 +305,20 @@ ModelConfig parse_model_config(const std::string& json_text, const std::string& 
   c.num_nextn_predict_layers =
       f.non_negative("num_nextn_predict_layers", f.optional_int("num_nextn_predict_layers", v3 ? 1 : 0));
   c.tie_word_embeddings = f.boolean("tie_word_embeddings", false);
+  // Token ids change no computation: Hugging Face loads a config whose ids lie outside the
+  // vocabulary (small test checkpoints often keep the original model's), and so does dsv3, with a
+  // warning. config_token_id() checks an id where it is used.
   c.bos_token_id = f.token_id("bos_token_id");
   c.eos_token_id = f.token_id("eos_token_id");
-  for (const auto* id : {&c.bos_token_id, &c.eos_token_id})
-    if (*id && **id >= c.vocab_size)
-      f.fail(id == &c.bos_token_id ? "bos_token_id" : "eos_token_id",
-             cat("(", **id, ") must be < vocab_size (", c.vocab_size, ")"));
+  c.pad_token_id = f.token_id("pad_token_id");
+  for (const char* field : kConfigTokenIdFields) {
+    const std::optional<int64_t> id = token_id_field(c, field);
+    if (id && (*id < 0 || *id >= c.vocab_size))
+      std::fprintf(stderr,
+                   "[config] warning: %s: %s %lld is outside the vocabulary (vocab_size %lld); loading anyway, it "
+                   "is an error only where it is used\n",
+                   source.c_str(), field, (long long)*id, (long long)c.vocab_size);
+  }
 
   // Fields dsv3 does not model: accepted only at the value DeepSeek's models use.
   if (f.has_value("attention_bias") && f.boolean("attention_bias", false))
@@ -386,6 +406,7 @@ std::string model_config_to_json(const ModelConfig& c) {
   j["tie_word_embeddings"] = c.tie_word_embeddings;
   j["bos_token_id"] = c.bos_token_id ? json(*c.bos_token_id) : json(nullptr);
   j["eos_token_id"] = c.eos_token_id ? json(*c.eos_token_id) : json(nullptr);
+  if (c.pad_token_id) j["pad_token_id"] = *c.pad_token_id;
   if (c.quantization_config.fp8) {
     const QuantizationConfig& q = c.quantization_config;
     json qc = {{"quant_method", "fp8"},
@@ -396,6 +417,15 @@ std::string model_config_to_json(const ModelConfig& c) {
     j["quantization_config"] = qc;
   }
   return j.dump(2) + "\n";
+}
+
+std::optional<int32_t> config_token_id(const ModelConfig& config, std::string_view field, std::string_view use) {
+  const std::optional<int64_t>& id = token_id_field(config, field);
+  if (!id) return std::nullopt;
+  DSV3_CHECK(*id >= 0 && *id < config.vocab_size, "[config] config.json ", field, " is ", *id,
+             ", outside the vocabulary (vocab_size ", config.vocab_size, "), so it cannot ", use, ": set ", field,
+             " in config.json to the tokenizer's id for that token, or to null");
+  return int32_t(*id);
 }
 
 // Hugging Face's modeling_deepseek.py multiplies the softmax scale by mscale^2 whenever the config

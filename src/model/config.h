@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 
 namespace dsv3 {
 
@@ -62,8 +63,12 @@ struct ModelConfig {
   double rms_norm_eps = 1e-6;
   int64_t num_nextn_predict_layers = 0;  // MTP depth D; MTP layers follow the main layers
   bool tie_word_embeddings = false;
+  // Token ids change no computation: parse_model_config accepts any integer and only warns (one line
+  // on stderr) when one lies outside [0, vocab_size), as Hugging Face loads such configs; an id is
+  // checked where it is used (config_token_id).
   std::optional<int64_t> bos_token_id;
   std::optional<int64_t> eos_token_id;
+  std::optional<int64_t> pad_token_id;
   QuantizationConfig quantization_config;
 
   int64_t qk_head_dim() const { return qk_nope_head_dim + qk_rope_head_dim; }
@@ -77,6 +82,11 @@ ModelConfig parse_model_config(const std::string& json_text, const std::string& 
 ModelConfig load_model_config(const std::string& path);
 // Writes config.json text in Hugging Face layout (what `dsv3 init` and checkpoints write).
 std::string model_config_to_json(const ModelConfig& config);
+
+// config.json's token id `field` ("bos_token_id", "eos_token_id" or "pad_token_id") at the point of
+// use: nullopt when absent; an error naming the field, its value, vocab_size and the fix when it lies
+// outside [0, vocab_size). `use` completes "so it cannot ..." in that error ("start the prompt").
+std::optional<int32_t> config_token_id(const ModelConfig& config, std::string_view field, std::string_view use);
 
 // Softmax scale of the attention scores (SPEC.md §1): qk_head_dim^-0.5, times mscale^2 under YaRN
 // where mscale = 0.1 * mscale_all_dim * ln(factor) + 1 when factor > 1.

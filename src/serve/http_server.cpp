@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "infer/special_tokens.h"
 #include "serve/openai_api.h"
 #include "serve/web_page.h"
 
@@ -37,18 +38,6 @@ json parse_body(const httplib::Request& req) {
   return body;
 }
 
-// The text of one reply, split into reasoning and content as it streams.
-class ReplyText {
- public:
-  explicit ReplyText(bool split) : split_(split) {}
-  // Returns {content, reasoning} deltas for a piece of generated text.
-  std::pair<std::string, std::string> push(const std::string& piece) { return {piece, {}}; }
-  std::pair<std::string, std::string> finish() { return {}; }
-
- private:
-  bool split_;
-};
-
 }  // namespace
 
 struct HttpServer::Impl {
@@ -65,6 +54,11 @@ struct HttpServer::Impl {
   void routes();
   void completion(const httplib::Request& req, httplib::Response& res, ApiEndpoint endpoint);
   CompletionParams completion_params(const ApiRequest& r) const;
+  // Chat replies split reasoning from content (--reasoning-format); text completions stay as generated.
+  ReasoningSplitter splitter_for(ApiEndpoint endpoint) const {
+    return ReasoningSplitter(engine.chat_template,
+                             endpoint == ApiEndpoint::chat ? options.reasoning : ReasoningFormat::none);
+  }
   std::string metrics_text() const;
 };
 
@@ -72,20 +66,21 @@ CompletionParams HttpServer::Impl::completion_params(const ApiRequest& r) const 
   const Tokenizer& tok = *engine.tokenizer;
   CompletionParams p;
   if (r.endpoint == ApiEndpoint::chat) {
-    p.prompt = encode_chat(tok, r.messages, /*add_generation_prompt=*/true);
+    p.prompt = encode_chat(tok, r.messages, /*add_generation_prompt=*/true, engine.chat_template);
   } else if (!r.prompt_tokens.empty()) {
     p.prompt = r.prompt_tokens;
   } else {
     // Text completions take the prompt as plain text after BOS, as `dsv3 generate` does: special-token
     // spellings in it stay text (give token ids to send control tokens).
-    if (tok.bos_id()) p.prompt.push_back(*tok.bos_id());
+    if (const std::optional<int32_t> bos = prompt_bos_id(engine.model->config, tok)) p.prompt.push_back(*bos);
     for (int32_t t : tok.encode(r.prompt, /*allow_special=*/false)) p.prompt.push_back(t);
   }
   p.max_tokens = r.max_tokens;
   p.sampling = r.sampling;
+  p.sampling.allowed_ids = tok.decodable_ids();  // never an id the tokenizer cannot decode (padded vocabularies)
   if (!r.seeded) p.sampling.seed = std::random_device{}() | (uint64_t(std::random_device{}()) << 32);
   p.stop = r.stop;
-  if (tok.eos_id()) p.stop_tokens.push_back(*tok.eos_id());
+  if (const std::optional<int32_t> eos = stop_eos_id(engine.model->config, tok)) p.stop_tokens.push_back(*eos);
   p.top_logprobs = r.top_logprobs;
   return p;
 }
@@ -126,23 +121,23 @@ void HttpServer::Impl::completion(const httplib::Request& req, httplib::Response
   };
 
   if (!r.stream) {
-    ReplyText reply(options.reasoning_split);
+    ReasoningSplitter reply = splitter_for(endpoint);
     std::string content, reasoning;
     std::vector<ApiLogprob> logprobs;
     FinishReason finish = FinishReason::none;
     std::string error;
     while (finish == FinishReason::none) {
       RequestUpdate u = handle->next(std::chrono::milliseconds(200));
-      auto [c, rs] = reply.push(u.text);
-      content += c;
-      reasoning += rs;
+      const ReasoningDelta d = reply.push(u.text);
+      content += d.content;
+      reasoning += d.reasoning;
       for (ApiLogprob& lp : to_api(u.logprobs)) logprobs.push_back(std::move(lp));
       finish = u.finish;
       error = u.error;
     }
-    auto [c, rs] = reply.finish();
-    content += c;
-    reasoning += rs;
+    const ReasoningDelta last = reply.finish();
+    content += last.content;
+    reasoning += last.reasoning;
     if (finish == FinishReason::error) throw ApiError(500, "generation failed: " + error);
     res.set_content(completion_body(endpoint, id, content, reasoning, r.top_logprobs >= 0 ? &logprobs : nullptr,
                                     finish, usage_of(handle->result())),
@@ -153,10 +148,10 @@ void HttpServer::Impl::completion(const httplib::Request& req, httplib::Response
   // Streaming: role chunk (chat), content deltas, the finish chunk, usage when asked, [DONE].
   struct StreamState {
     bool started = false, finished = false;
-    ReplyText reply;
-    explicit StreamState(bool split) : reply(split) {}
+    ReasoningSplitter reply;
+    explicit StreamState(ReasoningSplitter splitter) : reply(std::move(splitter)) {}
   };
-  auto state = std::make_shared<StreamState>(options.reasoning_split);
+  auto state = std::make_shared<StreamState>(splitter_for(endpoint));
   res.set_header("Cache-Control", "no-cache");
   res.set_chunked_content_provider(
       "text/event-stream",
@@ -171,12 +166,14 @@ void HttpServer::Impl::completion(const httplib::Request& req, httplib::Response
           return false;
         }
         RequestUpdate u = handle->next(std::chrono::milliseconds(500));
-        auto [content, reasoning] = state->reply.push(u.text);
+        ReasoningDelta d = state->reply.push(u.text);
         if (u.finish != FinishReason::none) {
-          auto [c, rs] = state->reply.finish();
-          content += c;
-          reasoning += rs;
+          const ReasoningDelta last = state->reply.finish();
+          d.content += last.content;
+          d.reasoning += last.reasoning;
         }
+        const std::string& content = d.content;
+        const std::string& reasoning = d.reasoning;
         const std::vector<ApiLogprob> lps = to_api(u.logprobs);
         if (!content.empty() || !reasoning.empty() || !lps.empty()) {
           if (!write(delta_chunk(endpoint, id, content, reasoning, r.top_logprobs >= 0 ? &lps : nullptr,

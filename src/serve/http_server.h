@@ -13,6 +13,7 @@
 #include <string>
 
 #include "infer/chat_format.h"
+#include "infer/reasoning.h"
 #include "io/tokenizer.h"
 #include "model/model.h"
 #include "serve/scheduler.h"
@@ -26,7 +27,7 @@ struct ServeOptions {
   std::string model_id;         // the name /v1/models lists and requests may give
   size_t max_body_bytes = size_t(4) << 20;
   int http_threads = 0;         // 0 = enough for every running and queued request, plus a few
-  bool reasoning_split = true;  // --reasoning-format deepseek: reasoning_content apart from content
+  ReasoningFormat reasoning = ReasoningFormat::deepseek;  // deepseek: reasoning_content apart from content
 };
 
 // What a request thread needs of the loaded engine.
@@ -34,6 +35,7 @@ struct ServeEngine {
   const Model* model = nullptr;
   const Tokenizer* tokenizer = nullptr;
   Scheduler* scheduler = nullptr;
+  ChatTemplate chat_template = ChatTemplate::deepseek_v3;  // renders chat requests, starts the splitter
 };
 
 class HttpServer {

@@ -15,6 +15,7 @@
 #include "core/error.h"
 #include "core/parallel.h"
 #include "core/progress.h"
+#include "infer/chat_format.h"
 #include "io/bpe.h"
 #include "io/pre_tokenizer.h"
 #include "io/utf8.h"
@@ -67,7 +68,22 @@ struct Word {
   int64_t count;
 };
 
+// Whether `added` holds every DeepSeek token that DeepSeek's chat template writes (EOS, role and tool
+// markers; BOS comes from tokenizer_config.json's bos_token).
+bool holds_template_tokens(const std::vector<std::string>& added) {
+  const std::string& chat_template = deepseek_chat_template();
+  std::vector<std::string> deepseek = deepseek_chat_tokens();
+  deepseek.push_back(default_special_tokens()[1]);  // <｜end▁of▁sentence｜>
+  for (const std::string& token : deepseek) {
+    if (chat_template.find(token) != std::string::npos && std::find(added.begin(), added.end(), token) == added.end())
+      return false;
+  }
+  return true;
+}
+
 }  // namespace
+
+std::vector<std::string> default_chat_tokens() { return deepseek_chat_tokens(); }
 
 std::vector<std::string> default_special_tokens() {
   return {"<｜begin▁of▁sentence｜>", "<｜end▁of▁sentence｜>", "<｜▁pad▁｜>"};
@@ -101,16 +117,18 @@ struct BpeTrainer::Counts {
 };
 
 BpeTrainer::BpeTrainer(BpeTrainerOptions options) : options_(std::move(options)), counts_(std::make_unique<Counts>()) {
-  const int64_t k = int64_t(options_.special_tokens.size());
+  added_tokens_ = options_.special_tokens;
+  added_tokens_.insert(added_tokens_.end(), options_.chat_tokens.begin(), options_.chat_tokens.end());
+  const int64_t k = int64_t(added_tokens_.size());
   DSV3_CHECK(options_.vocab_size >= 256 + k, "[train-tokenizer] vocab size ", options_.vocab_size,
-             " is too small: it must hold the ", k, " special tokens and the 256 byte tokens (at least ", 256 + k,
-             ")");
+             " is too small: it must hold the ", k, " special and chat tokens and the 256 byte tokens (at least ",
+             256 + k, ")");
   DSV3_CHECK(options_.vocab_size <= (int64_t(1) << 30), "[train-tokenizer] vocab size ", options_.vocab_size,
              " is too large (at most 2^30)");
   DSV3_CHECK(options_.min_frequency >= 0, "[train-tokenizer] min frequency must be >= 0, got ",
              options_.min_frequency);
   std::unordered_set<std::string> seen;
-  for (const std::string& s : options_.special_tokens) {
+  for (const std::string& s : added_tokens_) {
     DSV3_CHECK(!s.empty(), "[train-tokenizer] a special token is empty");
     DSV3_CHECK(is_valid_utf8(s), "[train-tokenizer] special token '", s, "' is not valid UTF-8");
     DSV3_CHECK(seen.insert(s).second, "[train-tokenizer] special token '", s, "' is given twice");
@@ -142,12 +160,12 @@ void BpeTrainer::add_texts(const std::vector<std::string>& texts) {
     // next[k]: the next occurrence of special token k at or after pos (npos: none), kept across
     // iterations so a text with many special tokens is scanned once per token kind.
     std::vector<size_t> next;
-    for (const std::string& s : options_.special_tokens) next.push_back(text.find(s));
+    for (const std::string& s : added_tokens_) next.push_back(text.find(s));
     size_t pos = 0;
     while (pos < text.size()) {
       size_t special_begin = text.size(), special_end = text.size();
       for (size_t k = 0; k < next.size(); ++k) {
-        const std::string& s = options_.special_tokens[k];
+        const std::string& s = added_tokens_[k];
         if (next[k] != std::string_view::npos && next[k] < pos) next[k] = text.find(s, pos);
         const size_t at = next[k];
         if (at == std::string_view::npos) continue;
@@ -195,10 +213,12 @@ void BpeTrainer::add_texts(const std::vector<std::string>& texts) {
 TrainedTokenizer BpeTrainer::train() const {
   const auto start = std::chrono::steady_clock::now();
   const int32_t n_special = int32_t(options_.special_tokens.size());
+  const int32_t n_added = int32_t(added_tokens_.size());
 
-  // Ids: special tokens, then the 256 bytes ordered by their byte-level code point, then merges.
-  std::vector<std::string> token_bytes;  // id -> raw bytes (special tokens: their content)
-  for (const std::string& s : options_.special_tokens) token_bytes.push_back(s);
+  // Ids: added tokens (special, then chat), then the 256 bytes ordered by their byte-level code point,
+  // then merges.
+  std::vector<std::string> token_bytes;  // id -> raw bytes (added tokens: their content)
+  for (const std::string& s : added_tokens_) token_bytes.push_back(s);
   std::array<int32_t, 256> byte_id{};
   {
     std::vector<int> order(256);
@@ -336,26 +356,27 @@ TrainedTokenizer BpeTrainer::train() const {
   stats.count_seconds = counts_->seconds;
 
   std::vector<std::string> spelling(token_bytes.size());
-  std::unordered_set<std::string_view> specials;
-  for (int32_t id = 0; id < n_special; ++id) {
+  std::unordered_set<std::string_view> added_spellings;
+  for (int32_t id = 0; id < n_added; ++id) {
     spelling[size_t(id)] = token_bytes[size_t(id)];
-    specials.insert(spelling[size_t(id)]);
+    added_spellings.insert(spelling[size_t(id)]);
   }
-  for (size_t id = size_t(n_special); id < token_bytes.size(); ++id) {
+  for (size_t id = size_t(n_added); id < token_bytes.size(); ++id) {
     spelling[id] = bytes_to_byte_level(token_bytes[id]);
-    DSV3_CHECK(!specials.count(spelling[id]), "[train-tokenizer] special token '", spelling[id],
+    DSV3_CHECK(!added_spellings.count(spelling[id]), "[train-tokenizer] added token '", spelling[id],
                "' is spelled like the byte-level token of its own bytes or of other text; choose another name");
   }
 
+  // DeepSeek's flags: special tokens special and not normalized, chat markers the other way round.
   nlohmann::ordered_json added = nlohmann::ordered_json::array();
-  for (int32_t id = 0; id < n_special; ++id)
+  for (int32_t id = 0; id < n_added; ++id)
     added.push_back({{"id", id},
                      {"content", spelling[size_t(id)]},
                      {"single_word", false},
                      {"lstrip", false},
                      {"rstrip", false},
-                     {"normalized", false},
-                     {"special", true}});
+                     {"normalized", id >= n_special},
+                     {"special", id < n_special}});
   nlohmann::ordered_json vocab = nlohmann::ordered_json::object();
   for (size_t id = 0; id < spelling.size(); ++id) vocab[spelling[id]] = int64_t(id);
   nlohmann::ordered_json merge_list = nlohmann::ordered_json::array();
@@ -396,6 +417,7 @@ TrainedTokenizer BpeTrainer::train() const {
   config["legacy"] = true;
   config["unk_token"] = nullptr;
   config["tokenizer_class"] = "LlamaTokenizerFast";
+  if (holds_template_tokens(added_tokens_)) config["chat_template"] = deepseek_chat_template();
   out.tokenizer_config_json = config.dump(2) + "\n";
 
   stats.merge_seconds = seconds_since(start);

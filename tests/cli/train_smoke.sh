@@ -10,6 +10,8 @@
 #   - the plots are PNGs of their size with the run's lines drawn; the expert-load heatmap has a panel
 #     per MoE layer with each cell red or blue as its load is above or below the mean; summary.md's
 #     figures are the metrics file's;
+#   - the trained model chats (train-tokenizer adds DeepSeek's chat tokens), its reply equal to generate
+#     --messages;
 #   - generate --temp 0 prints the tokens that dsv3 logits' argmax picks; logits agree between attention
 #     forms and with a prefix run; info's counts are those of the checkpoint's tensors; perplexity is
 #     exp(cross-entropy), below the vocabulary size, equal to the cross-entropy of dsv3 logits and to the
@@ -82,6 +84,8 @@ check "plots/summary.md holds the metrics' figures" summary "$WORK/plots/summary
 model=$WORK/straight
 check "generate --temp 0 prints the argmax tokens of dsv3 logits" greedy --dsv3 "$dsv3" --work "$WORK" \
   --model "$model" --prompt "The model" -n 8
+check "the trained model chats in DeepSeek's format; the reply equals generate --messages" chat --dsv3 "$dsv3" \
+  --work "$WORK" --model "$model" -n 6 --precision f32 --user "What does the model do?"
 check_logits "$model" "0,5,9,12" "0,5" 320
 check "info counts the checkpoint's parameters and bytes" info --dsv3 "$dsv3" --model "$model"
 run "quantize the checkpoint to FP8" "$dsv3" quantize --model "$model" --out "$WORK/fp8model" --fp8

@@ -148,6 +148,14 @@ def decode_tokens(tokenizer_path, ids):
     return raw.decode("utf-8", errors="replace")
 
 
+def decodable_ids(tokenizer_path):
+    """The ids tokenizer.json can decode (its vocabulary's and added tokens'), ascending: a model's
+    vocab_size may be padded past them, and dsv3 never samples the others."""
+    tokenizer = read_json(tokenizer_path)
+    ids = set(tokenizer["model"]["vocab"].values()) | {t["id"] for t in tokenizer.get("added_tokens", [])}
+    return np.array(sorted(ids), dtype=np.int64)
+
+
 # ---------------------------------------------------------------------------------------------
 # Training: metrics, checkpoints, stop and resume
 # ---------------------------------------------------------------------------------------------
@@ -323,20 +331,24 @@ def cmd_logits(a):
 
 
 def cmd_greedy(a):
-    """dsv3 generate --temp 0 prints the prompt, then the tokens that the argmax of dsv3 logits picks one
-    after another (decoded with tokenizer.json), up to -n or through EOS, and says which in its stats."""
+    """dsv3 generate --temp 0 prints the prompt, then the tokens that the argmax of dsv3 logits over the
+    ids tokenizer.json can decode picks one after another (decoded with tokenizer.json), up to -n or
+    through EOS, and says which in its stats."""
     dsv3, model = a.dsv3, a.model
     ids = json.loads(run_dsv3([dsv3, "tokenize", "--model", model, "--bos"], a.prompt.encode())[0])
     config = read_json(os.path.join(model, "config.json"))
     eos = config["eos_token_id"]
     out, err = run_dsv3([dsv3, "generate", "--model", model, "--prompt", a.prompt, "-n", str(a.n), "--temp", "0",
                          "--precision", "f32"])
-    generated = []
+    generated, padded_argmax = [], 0
+    decodable = decodable_ids(os.path.join(model, "tokenizer.json"))
     logits_path = os.path.join(a.work, "greedy.npy")
     while len(generated) < a.n and (not generated or generated[-1] != eos):
         run_dsv3([dsv3, "logits", "--model", model, "--tokens", ",".join(map(str, ids + generated)),
                   "--out", logits_path])
-        generated.append(int(np.argmax(read_npy_f32(logits_path)[-1])))
+        row = read_npy_f32(logits_path)[-1]
+        generated.append(int(decodable[np.argmax(row[decodable])]))  # the first of equal maxima, as dsv3
+        padded_argmax += int(np.argmax(row)) != generated[-1]
     stopped = generated[-1] == eos
     text = decode_tokens(os.path.join(model, "tokenizer.json"), generated[:-1] if stopped else generated)
     require(out == a.prompt + text + "\n", f"generate printed {out!r}; the argmax of dsv3 logits gives "
@@ -347,7 +359,8 @@ def cmd_greedy(a):
             f"generate reports '{stats.group(0)}'; expected {len(generated)} tokens"
             f"{', stopped at EOS' if stopped else ''}")
     print(f"generate -n {a.n} --temp 0: {len(generated)} tokens {generated}{' through EOS' if stopped else ''}, "
-          f"as the argmax of dsv3 logits: {text!r}")
+          f"as the argmax of dsv3 logits over the tokenizer's {len(decodable)} ids: {text!r}"
+          + (f" (over all ids, {padded_argmax} steps would pick one the tokenizer lacks)" if padded_argmax else ""))
 
 
 def human_count(text):
