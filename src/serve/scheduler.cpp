@@ -40,17 +40,6 @@ TokenLogprob logprobs_of(const float* logits, int64_t vocab, int32_t token, int 
 
 }  // namespace
 
-const char* finish_reason_name(FinishReason r) {
-  switch (r) {
-    case FinishReason::none: return "none";
-    case FinishReason::stop: return "stop";
-    case FinishReason::length: return "length";
-    case FinishReason::cancelled: return "cancelled";
-    case FinishReason::error: return "error";
-  }
-  return "?";
-}
-
 // ---- RequestHandle ----
 
 RequestUpdate RequestHandle::next(std::chrono::milliseconds timeout) {

@@ -65,7 +65,17 @@ struct CompletionParams {
 };
 
 enum class FinishReason { none, stop, length, cancelled, error };
-const char* finish_reason_name(FinishReason r);  // "stop", "length", ...
+// "stop", "length", ... (OpenAI's finish_reason)
+inline const char* finish_reason_name(FinishReason r) {
+  switch (r) {
+    case FinishReason::none: return "none";
+    case FinishReason::stop: return "stop";
+    case FinishReason::length: return "length";
+    case FinishReason::cancelled: return "cancelled";
+    case FinishReason::error: return "error";
+  }
+  return "?";
+}
 
 struct TokenLogprob {
   int32_t token = 0;
