@@ -3,6 +3,9 @@
 # Idempotent: a second run installs nothing and rebuilds only what changed.
 #   scripts/setup.sh            install + build (Release) into build/
 #   DSV3_SKIP_BUILD=1 scripts/setup.sh   install only
+#   DSV3_BROWSER_TESTS=1 scripts/setup.sh   also what the browser tests need (ctest label `browser`):
+#                                         Debian's chromium and playwright-core (scripts/browser-deps.sh);
+#                                         scripts/test.sh sets it when its selection includes a browser test
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,6 +18,8 @@ packages=(
 # conflicts with Debian's npm): only install Debian's when the commands are missing.
 command -v node >/dev/null || packages+=(nodejs)
 command -v npm >/dev/null || packages+=(npm)
+browser_tests=${DSV3_BROWSER_TESTS:-0}
+if [[ $browser_tests == 1 ]]; then packages+=(chromium); fi
 
 missing=()
 for p in "${packages[@]}"; do
@@ -34,6 +39,7 @@ else
 fi
 
 bash scripts/npm-deps.sh
+if [[ $browser_tests == 1 ]]; then bash scripts/browser-deps.sh; fi
 
 if [[ "${DSV3_SKIP_BUILD:-0}" != 1 ]]; then
   echo "[setup] building into build/"

@@ -12,6 +12,7 @@ constexpr std::string_view kPage = R"PAGE(<!doctype html>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>dsv3 chat</title>
+<link rel="icon" href="data:,">  <!-- no icon: browsers would otherwise ask for /favicon.ico, a 404 -->
 <style>
   :root { --fg: #1d2125; --muted: #6a737d; --bg: #f6f7f9; --card: #fff; --accent: #3867d6; }
   * { box-sizing: border-box; }
