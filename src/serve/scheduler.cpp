@@ -153,7 +153,10 @@ std::shared_ptr<RequestHandle> Scheduler::submit(CompletionParams params) {
   std::shared_ptr<RequestHandle> handle = seq->handle;
   {
     std::lock_guard lock(mutex_);
-    if (draining_ || stopping_ || int64_t(waiting_.size()) >= options_.max_queue) {
+    // Requests that free slots will admit at the next step do not count as waiting: with --max-queue 0
+    // a request still runs when a slot is free, and only one that would have to wait is refused.
+    const int64_t free_slots = std::max<int64_t>(options_.parallel - metrics_.running, 0);
+    if (draining_ || stopping_ || int64_t(waiting_.size()) >= options_.max_queue + free_slots) {
       ++metrics_.requests_rejected;
       return nullptr;
     }
@@ -295,6 +298,7 @@ void Scheduler::admit() {
   }
   metrics_.queued = int64_t(waiting_.size());
   metrics_.running = int64_t(running_.size());
+  metrics_.pages = pool_.stats();  // cancelled sequences just released theirs, even if nothing runs now
 }
 
 bool Scheduler::step() {

@@ -49,7 +49,7 @@ struct SchedulerOptions {
   int64_t parallel = 4;       // sequences running at once
   int64_t context = 4096;     // positions per sequence (prompt + generated)
   int64_t kv_pages = 0;       // pool size; 0 = parallel · ceil(context / 64)
-  int64_t max_queue = 64;     // waiting requests beyond which submit() refuses
+  int64_t max_queue = 64;     // waiting requests (beyond those free slots take) past which submit() refuses
   int64_t step_tokens = 512;  // prefill tokens per step (decode tokens take from it first)
   bool batch_invariant = false;
   ForwardOptions forward;
@@ -156,9 +156,9 @@ class Scheduler {
   Scheduler(const Model& model, const Tokenizer& tokenizer, const SchedulerOptions& options);
   ~Scheduler();
 
-  // Queues a request. nullptr when max_queue requests already wait (or the scheduler is draining);
-  // errors in the request (empty prompt, too long for the context, ids outside the vocabulary) throw
-  // dsv3::Error with a message for the client.
+  // Queues a request. nullptr when max_queue requests already wait beyond those the free slots will
+  // take (or the scheduler is draining); errors in the request (empty prompt, too long for the context,
+  // ids outside the vocabulary) throw dsv3::Error with a message for the client.
   std::shared_ptr<RequestHandle> submit(CompletionParams params);
 
   // Runs one step in the calling thread; false when there was nothing to do. (Tests drive it directly;
