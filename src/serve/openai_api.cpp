@@ -196,6 +196,7 @@ ApiRequest parse_api_request(std::string_view text, ApiEndpoint endpoint, const 
   if (!body.is_object()) throw ApiError(400, "the request body must be a JSON object");
   ApiRequest r;
   r.endpoint = endpoint;
+  r.sampling.temperature = 1.0f;  // OpenAI's default when the request gives none
   if (const json* m = field(body, "model")) {
     if (!m->is_string()) bad("model", "'model' must be a string");
     r.model = m->get<std::string>();
