@@ -31,23 +31,14 @@ void send_json(httplib::Response& res, const json& j) {
   res.set_content(j.dump(-1, ' ', false, json::error_handler_t::replace), "application/json");
 }
 
-json parse_body(const httplib::Request& req) {
-  json body = json::parse(req.body, nullptr, /*allow_exceptions=*/false);
-  if (body.is_discarded()) throw ApiError(400, "the request body is not valid JSON (or not valid UTF-8)");
-  if (!body.is_object()) throw ApiError(400, "the request body must be a JSON object");
-  return body;
-}
-
 }  // namespace
 
 struct HttpServer::Impl {
   ServeOptions options;
   httplib::Server server;
   std::thread thread;
-  std::mutex engine_mutex;
   ServeEngine engine;
   std::atomic<bool> ready{false}, draining{false};
-  std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
 
   explicit Impl(const ServeOptions& o) : options(o) {}
 
@@ -275,7 +266,7 @@ void HttpServer::Impl::routes() {
               }));
   server.Post("/tokenize", guarded([this, need_engine](const httplib::Request& req, httplib::Response& res) {
                 need_engine();
-                const json body = parse_body(req);
+                const json body = parse_json_object(req.body);
                 const auto content = body.find("content");
                 if (content == body.end() || !content->is_string())
                   throw ApiError(400, "'content' must be a string", "content");
@@ -292,7 +283,7 @@ void HttpServer::Impl::routes() {
               }));
   server.Post("/detokenize", guarded([this, need_engine](const httplib::Request& req, httplib::Response& res) {
                 need_engine();
-                const json body = parse_body(req);
+                const json body = parse_json_object(req.body);
                 const auto tokens = body.find("tokens");
                 if (tokens == body.end() || !tokens->is_array())
                   throw ApiError(400, "'tokens' must be an array of token ids", "tokens");

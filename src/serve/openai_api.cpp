@@ -190,10 +190,15 @@ std::string error_body(const ApiError& e) {
                  {"code", e.status}}}});
 }
 
-ApiRequest parse_api_request(std::string_view text, ApiEndpoint endpoint, const ApiLimits& limits) {
-  const json body = json::parse(text, nullptr, /*allow_exceptions=*/false);
+json parse_json_object(std::string_view text) {
+  json body = json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (body.is_discarded()) throw ApiError(400, "the request body is not valid JSON (or not valid UTF-8)");
   if (!body.is_object()) throw ApiError(400, "the request body must be a JSON object");
+  return body;
+}
+
+ApiRequest parse_api_request(std::string_view text, ApiEndpoint endpoint, const ApiLimits& limits) {
+  const json body = parse_json_object(text);
   ApiRequest r;
   r.endpoint = endpoint;
   r.sampling.temperature = 1.0f;  // OpenAI's default when the request gives none

@@ -15,6 +15,8 @@
 #include <string_view>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "infer/chat_format.h"
 #include "infer/sampler.h"
 #include "serve/scheduler.h"
@@ -55,6 +57,9 @@ struct ApiLimits {
   size_t max_stop_bytes = 1024;
   size_t max_messages = 4096;
 };
+
+// A request body that must be a JSON object (any endpoint); throws ApiError 400 otherwise.
+nlohmann::json parse_json_object(std::string_view body);
 
 // Throws ApiError (400 for malformed or invalid bodies).
 ApiRequest parse_api_request(std::string_view body, ApiEndpoint endpoint, const ApiLimits& limits = {});

@@ -152,7 +152,7 @@ class StepRunner {
 
 class Scheduler {
  public:
-  // `tokenizer` decodes the replies; `decodable` (optional, [vocab]) marks the ids sampling may pick.
+  // `tokenizer` decodes the replies (each request brings its own sampling mask in CompletionParams::sampling).
   Scheduler(const Model& model, const Tokenizer& tokenizer, const SchedulerOptions& options);
   ~Scheduler();
 
