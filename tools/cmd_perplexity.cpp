@@ -7,6 +7,7 @@
 #include "core/error.h"
 #include "core/progress.h"
 #include "model/model.h"
+#include "infer/sampler.h"
 #include "train/token_shards.h"
 
 namespace dsv3::cli {
@@ -15,11 +16,7 @@ namespace {
 
 // −log softmax(logits)[target], in double.
 double cross_entropy(const float* logits, int64_t vocab, int32_t target) {
-  float max_logit = logits[0];
-  for (int64_t i = 1; i < vocab; ++i) max_logit = std::max(max_logit, logits[i]);
-  double sum = 0;
-  for (int64_t i = 0; i < vocab; ++i) sum += std::exp(double(logits[i]) - double(max_logit));
-  return std::log(sum) + double(max_logit) - double(logits[target]);
+  return log_sum_exp(logits, vocab) - double(logits[target]);
 }
 
 }  // namespace

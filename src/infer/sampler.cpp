@@ -89,4 +89,12 @@ int32_t Sampler::sample(const float* logits, int64_t vocab) {
   return candidates_[keep - 1].second;
 }
 
+double log_sum_exp(const float* logits, int64_t n) {
+  float max = logits[0];
+  for (int64_t i = 1; i < n; ++i) max = std::max(max, logits[i]);
+  double sum = 0;
+  for (int64_t i = 0; i < n; ++i) sum += std::exp(double(logits[i]) - double(max));
+  return std::log(sum) + double(max);
+}
+
 }  // namespace dsv3

@@ -47,6 +47,10 @@ class Sampler {
   std::vector<std::pair<float, int32_t>> candidates_;  // reused across calls
 };
 
+// log Σ exp(logits[i]) over [0, n), in double with the maximum subtracted first: a token's
+// log-probability is logits[t] − log_sum_exp (perplexity, the server's logprobs).
+double log_sum_exp(const float* logits, int64_t n);
+
 int32_t argmax(const float* logits, int64_t n);
 // The first id of the largest logit among those `allowed` marks (every id when allowed is null), or
 // -1 when none of [0, n) is allowed.

@@ -19,11 +19,7 @@ double seconds_between(Clock::time_point a, Clock::time_point b) {
 // The sampled token's log-probability and the `top` most likely ones, from the model's distribution
 // (before temperature and truncation, as OpenAI reports them).
 TokenLogprob logprobs_of(const float* logits, int64_t vocab, int32_t token, int top) {
-  float max = logits[0];
-  for (int64_t i = 1; i < vocab; ++i) max = std::max(max, logits[i]);
-  double sum = 0;
-  for (int64_t i = 0; i < vocab; ++i) sum += std::exp(double(logits[i]) - max);
-  const float log_z = float(max + std::log(sum));
+  const float log_z = float(log_sum_exp(logits, vocab));
   TokenLogprob lp;
   lp.token = token;
   lp.logprob = logits[token] - log_z;
