@@ -98,15 +98,17 @@ std::vector<float> run_mla(const Model& m, AttentionImpl impl, Precision prec, c
   for (int64_t pos = 0; pos < T;) {
     const int64_t n = pos == 0 ? prefill : 1;
     rope_tables(m.weights.rope, pos, n, cos.data(), sin.data());
+    const ChunkSegment segment{&cache, pos, n, 0};
     ChunkContext ctx;
-    ctx.pos = pos;
+    ctx.segments = &segment;
+    ctx.num_segments = 1;
     ctx.n = n;
     ctx.rope_cos = cos.data();
     ctx.rope_sin = sin.data();
     ctx.softmax_scale = m.weights.softmax_scale;
     ctx.precision = prec;
     ctx.attention = impl;
-    mla_forward(c, m.weights.layers[0].attn, ctx, cache, 0, x.data() + pos * H, out.data() + pos * H);
+    mla_forward(c, m.weights.layers[0].attn, ctx, 0, cache.scratch(), x.data() + pos * H, out.data() + pos * H);
     pos += n;
   }
   return out;

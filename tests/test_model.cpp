@@ -4,9 +4,11 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <memory>
 #include <random>
 #include <vector>
 
+#include "core/error.h"
 #include "model/model.h"
 #include "model/presets.h"
 #include "model/random_init.h"
@@ -94,6 +96,68 @@ TEST_F(ModelTest, GemmPrefillEqualsDecodeAndNaive) {
   const int64_t vocab = m->config.vocab_size;
   const testing::Diff d = testing::diff(tail.as<float>(), prefill.as<float>() + 7 * vocab, 33 * vocab);
   EXPECT_LE(d.max_abs_diff, 1e-4 * d.max_abs_ref);
+}
+
+// One batched step over four sequences at different points — decode (1 token), speculative verification
+// (2), a prompt chunk long enough for the GEMM attention (33) and a first token — equals running each
+// sequence alone: logits of every position or of the last, hidden states, and the cache rows written.
+// Sequences that saw each other's cache, or rows at the wrong position, would change logits by O(1).
+TEST_F(ModelTest, BatchedStepEqualsEachSequenceAlone) {
+  auto m = load_model(dir_.path());
+  const ModelConfig& c = m->config;
+  const int64_t V = c.vocab_size, H = c.hidden_size;
+  const int64_t history[] = {5, 9, 4, 0}, step[] = {1, 2, 33, 1};
+  for (const bool all_logits : {true, false}) {
+    const ForwardOptions o = exact(all_logits, 0);
+    std::vector<std::vector<int32_t>> tokens;
+    std::vector<std::unique_ptr<KVCache>> batched, alone;
+    std::vector<BatchItem> items;
+    std::vector<std::vector<float>> logits(4), hidden(4);
+    for (int i = 0; i < 4; ++i) {
+      tokens.push_back(random_tokens(history[i] + step[i], V, 20 + uint32_t(i)));
+      batched.push_back(std::make_unique<KVCache>(c, 64));
+      alone.push_back(std::make_unique<KVCache>(c, 64));
+      if (history[i] > 0) {
+        forward(*m, *batched.back(), tokens.back().data(), history[i], o, nullptr);
+        forward(*m, *alone.back(), tokens.back().data(), history[i], o, nullptr);
+      }
+      logits[size_t(i)].resize(size_t((all_logits ? step[i] : 1) * V));
+      hidden[size_t(i)].resize(size_t(step[i] * H));
+      items.push_back(BatchItem{batched.back().get(), tokens.back().data() + history[i], step[i],
+                                logits[size_t(i)].data(), hidden[size_t(i)].data()});
+    }
+    Scratch scratch;
+    forward_batch(*m, items.data(), int64_t(items.size()), o, scratch);
+    for (int i = 0; i < 4; ++i) {
+      SCOPED_TRACE(::testing::Message() << "sequence " << i << (all_logits ? ", all logits" : ", last logits"));
+      Tensor want_logits, want_hidden;
+      forward(*m, *alone[size_t(i)], tokens[size_t(i)].data() + history[i], step[i], o, &want_logits, &want_hidden);
+      ASSERT_EQ(batched[size_t(i)]->size(), history[i] + step[i]);
+      Tensor got(DType::F32, want_logits.shape());
+      std::memcpy(got.as<float>(), logits[size_t(i)].data(), size_t(got.numel()) * sizeof(float));
+      expect_close(got, want_logits);
+      const testing::Diff dh = testing::diff(hidden[size_t(i)].data(), want_hidden.as<float>(), want_hidden.numel());
+      EXPECT_LE(dh.max_abs_diff, 1e-4 * dh.max_abs_ref);
+      for (int64_t l = 0; l < c.num_hidden_layers; ++l)
+        for (int64_t p = 0; p < history[i] + step[i]; ++p) {
+          const testing::Diff dr = testing::diff(batched[size_t(i)]->row(l, p), alone[size_t(i)]->row(l, p),
+                                                 batched[size_t(i)]->row_size());
+          ASSERT_LE(dr.max_abs_diff, 1e-4 * dr.max_abs_ref + 1e-6) << "layer " << l << " position " << p;
+        }
+    }
+  }
+}
+
+TEST_F(ModelTest, BatchedStepRejectsSharedCachesAndOverflow) {
+  auto m = load_model(dir_.path());
+  KVCache cache(m->config, 4);
+  const int32_t tokens[5] = {1, 2, 3, 4, 5};
+  Scratch scratch;
+  BatchItem twice[2] = {{&cache, tokens, 1, nullptr, nullptr}, {&cache, tokens, 1, nullptr, nullptr}};
+  EXPECT_THROW(forward_batch(*m, twice, 2, exact(false), scratch), Error);
+  BatchItem too_long{&cache, tokens, 5, nullptr, nullptr};
+  EXPECT_THROW(forward_batch(*m, &too_long, 1, exact(false), scratch), Error);
+  EXPECT_EQ(cache.size(), 0);
 }
 
 TEST_F(ModelTest, ChunkedPrefillEqualsUnchunked) {

@@ -46,6 +46,8 @@ struct Scratch {
   std::vector<float> ffn_gate;       // [max(n·k·moe_inter, n·n_shared·moe_inter, n·inter)]
   std::vector<float> ffn_up;         // same
   std::vector<float> shared_y;       // [n, H]
+  int64_t experts_run = 0;           // routed-expert runs so far (counted by moe_forward; benchmarks reset it)
+  std::vector<float> head_out;       // [sequences, vocab] batched head logits (grown by forward_batch)
 
   // Grows the buffers to hold a chunk of n tokens attending over at most max_tokens positions.
   void reserve(const ModelConfig& config, int64_t n, int64_t max_tokens, int threads);

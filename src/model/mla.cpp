@@ -2,10 +2,12 @@
 
 #include <algorithm>
 #include <cstring>
+#include <optional>
 #include <vector>
 
 #include "core/error.h"
 #include "core/parallel.h"
+#include "core/profiler.h"
 #include "model/rope.h"
 #include "ops/ops.h"
 
@@ -39,15 +41,19 @@ struct Dims {
         row(c.kv_lora_rank + c.qk_rope_head_dim) {}
 };
 
-// Absorbed attention in the latent space, reading the cache rows directly.
-void absorbed_attention(const Dims& d, const AttentionWeights& w, const ChunkContext& chunk, const KVCache& cache,
-                        int64_t layer, Scratch& s) {
+// Absorbed attention in the latent space, reading each sequence's cache rows directly. Runs the rows
+// listed in `rows` (chunk rows whose segment index is in row_segment), all heads of each.
+void absorbed_attention(const Dims& d, const AttentionWeights& w, const ChunkContext& chunk,
+                        const std::vector<int32_t>& rows, const std::vector<int32_t>& row_segment, int64_t layer,
+                        Scratch& s) {
   const float* wkvb = w.kv_b_f32.as<float>();  // [heads·(nope+v), kv_lora]
   const float scale = float(chunk.softmax_scale);
-  const int64_t max_tokens = cache.capacity();
-  for_items(d.heads * chunk.n, [&](int64_t item, int thread) {
-    const int64_t t = item / d.heads, h = item % d.heads;
-    const int64_t visible = chunk.pos + t + 1;  // causal: positions [0, pos + t]
+  const int64_t max_tokens = chunk.max_capacity();
+  for_items(d.heads * int64_t(rows.size()), [&](int64_t item, int thread) {
+    const int64_t t = rows[size_t(item / d.heads)], h = item % d.heads;
+    const ChunkSegment& seg = chunk.segments[row_segment[size_t(t)]];
+    const KVCache& cache = *seg.cache;
+    const int64_t visible = seg.pos + (t - seg.row) + 1;  // causal: positions [0, pos + t]
     const float* q_nope = s.q.data() + (t * d.heads + h) * d.qk;
     const float* q_rope = q_nope + d.nope;
     float* q_lat = s.thread_latent.data() + int64_t(thread) * 2 * d.kv_lora;
@@ -71,9 +77,10 @@ void absorbed_attention(const Dims& d, const AttentionWeights& w, const ChunkCon
 }
 
 // Naive attention: expands keys and values of every visible position through kv_b_proj (reference path).
-void naive_attention(const Dims& d, const AttentionWeights& w, const ChunkContext& chunk, const KVCache& cache,
+void naive_attention(const Dims& d, const AttentionWeights& w, const ChunkContext& chunk, const ChunkSegment& seg,
                      int64_t layer, Scratch& s) {
-  const int64_t total = chunk.pos + chunk.n;
+  const KVCache& cache = *seg.cache;
+  const int64_t total = seg.pos + seg.n;
   std::vector<float> c_kv(size_t(total * d.kv_lora));
   for (int64_t p = 0; p < total; ++p)
     std::memcpy(c_kv.data() + p * d.kv_lora, cache.row(layer, p), size_t(d.kv_lora) * sizeof(float));
@@ -82,10 +89,10 @@ void naive_attention(const Dims& d, const AttentionWeights& w, const ChunkContex
   linear(w.kv_b_proj, c_kv.data(), kvb.data(), total, chunk.precision);
 
   const float scale = float(chunk.softmax_scale);
-  const int64_t max_tokens = cache.capacity();
-  for_items(d.heads * chunk.n, [&](int64_t item, int thread) {
-    const int64_t t = item / d.heads, h = item % d.heads;
-    const int64_t visible = chunk.pos + t + 1;
+  const int64_t max_tokens = chunk.max_capacity();
+  for_items(d.heads * seg.n, [&](int64_t item, int thread) {
+    const int64_t t = seg.row + item / d.heads, h = item % d.heads;
+    const int64_t visible = seg.pos + (t - seg.row) + 1;
     const float* q_nope = s.q.data() + (t * d.heads + h) * d.qk;
     const float* q_rope = q_nope + d.nope;
     float* scores = s.thread_scores.data() + int64_t(thread) * max_tokens;
@@ -109,8 +116,9 @@ void naive_attention(const Dims& d, const AttentionWeights& w, const ChunkContex
 // discarded: the GEMM is still far faster than per-query loops. Buffers are allocated per call (prefill
 // chunks only; decode never comes here).
 void prefill_attention_gemm(const Dims& d, const AttentionWeights& w, const ChunkContext& chunk,
-                            const KVCache& cache, int64_t layer, Scratch& s) {
-  const int64_t n = chunk.n, total = chunk.pos + chunk.n;
+                            const ChunkSegment& seg, int64_t layer, Scratch& s) {
+  const KVCache& cache = *seg.cache;
+  const int64_t n = seg.n, total = seg.pos + seg.n;
   std::vector<float> c_kv(size_t(total * d.kv_lora));
   for (int64_t p = 0; p < total; ++p)
     std::memcpy(c_kv.data() + p * d.kv_lora, cache.row(layer, p), size_t(d.kv_lora) * sizeof(float));
@@ -129,13 +137,14 @@ void prefill_attention_gemm(const Dims& d, const AttentionWeights& w, const Chun
       for (int64_t i = 0; i < d.v; ++i) vt_h[size_t(i * total + p)] = kv[d.nope + i];
     }
     for (int64_t t = 0; t < n; ++t)
-      std::memcpy(q_h.data() + t * d.qk, s.q.data() + (t * d.heads + h) * d.qk, size_t(d.qk) * sizeof(float));
+      std::memcpy(q_h.data() + t * d.qk, s.q.data() + ((seg.row + t) * d.heads + h) * d.qk,
+                  size_t(d.qk) * sizeof(float));
     const LinearWeight keys{DType::F32, total, d.qk, k_h.data()};
     linear(keys, q_h.data(), scores.data(), n, Precision::f32);  // [n, total]
     parallel_for(n, 8, [&](int64_t begin, int64_t end) {
       for (int64_t t = begin; t < end; ++t) {
         float* row = scores.data() + t * total;
-        const int64_t visible = chunk.pos + t + 1;  // causal: positions [0, pos + t]
+        const int64_t visible = seg.pos + t + 1;  // causal: positions [0, pos + t]
         scale_inplace(row, scale, visible);
         softmax_inplace(row, visible);
         std::fill(row + visible, row + total, 0.0f);
@@ -144,25 +153,40 @@ void prefill_attention_gemm(const Dims& d, const AttentionWeights& w, const Chun
     const LinearWeight values{DType::F32, d.v, total, vt_h.data()};
     linear(values, scores.data(), o_h.data(), n, Precision::f32);  // [n, v]
     for (int64_t t = 0; t < n; ++t)
-      std::memcpy(s.heads_out.data() + (t * d.heads + h) * d.v, o_h.data() + t * d.v, size_t(d.v) * sizeof(float));
+      std::memcpy(s.heads_out.data() + ((seg.row + t) * d.heads + h) * d.v, o_h.data() + t * d.v,
+                  size_t(d.v) * sizeof(float));
   }
 }
 
 }  // namespace
 
-void mla_forward(const ModelConfig& config, const AttentionWeights& w, const ChunkContext& chunk, KVCache& cache,
-                 int64_t layer, const float* x, float* out) {
+int64_t ChunkContext::max_capacity() const {
+  int64_t most = 0;
+  for (int64_t i = 0; i < num_segments; ++i) most = std::max(most, segments[i].cache->capacity());
+  return most;
+}
+
+void mla_forward(const ModelConfig& config, const AttentionWeights& w, const ChunkContext& chunk, int64_t layer,
+                 Scratch& s, const float* x, float* out) {
   const Dims d(config);
   const int64_t n = chunk.n;
-  DSV3_CHECK(chunk.pos >= 0 && chunk.pos + n <= cache.capacity(), "[mla] positions [", chunk.pos, ", ",
-             chunk.pos + n, ") exceed the KV cache capacity of ", cache.capacity(), " tokens");
-  DSV3_CHECK(layer >= 0 && layer < cache.num_layers(), "[mla] cache layer ", layer, " out of range");
-  Scratch& s = cache.scratch();
-  s.reserve(config, n, cache.capacity(), num_threads());
+  int64_t rows_seen = 0;
+  for (int64_t i = 0; i < chunk.num_segments; ++i) {
+    const ChunkSegment& seg = chunk.segments[i];
+    DSV3_CHECK(seg.cache != nullptr && seg.row == rows_seen && seg.n > 0, "[mla] segment ", i,
+               " of the chunk is malformed (rows must follow each other)");
+    DSV3_CHECK(seg.pos >= 0 && seg.pos + seg.n <= seg.cache->capacity(), "[mla] positions [", seg.pos, ", ",
+               seg.pos + seg.n, ") exceed the KV cache capacity of ", seg.cache->capacity(), " tokens");
+    DSV3_CHECK(layer >= 0 && layer < seg.cache->num_layers(), "[mla] cache layer ", layer, " out of range");
+    rows_seen += seg.n;
+  }
+  DSV3_CHECK(rows_seen == n, "[mla] segments hold ", rows_seen, " rows, the chunk ", n);
+  s.reserve(config, n, chunk.max_capacity(), num_threads());
   const float eps = float(config.rms_norm_eps);
   const Precision prec = chunk.precision;
 
   // Queries: [n, heads·(nope+rope)].
+  std::optional<ProfileZone> zone(std::in_place, "attn.projections");
   if (w.q_lora) {
     const int64_t q_lora = w.q_a_proj.rows;
     linear(w.q_a_proj, x, s.q_a.data(), n, prec);
@@ -172,27 +196,45 @@ void mla_forward(const ModelConfig& config, const AttentionWeights& w, const Chu
     linear(w.q_proj, x, s.q.data(), n, prec);
   }
 
-  // Latent KV of the chunk -> cache rows (c_kv normalised, k_rope rotated).
+  // Latent KV of the chunk -> each segment's cache rows (c_kv normalised, k_rope rotated).
   linear(w.kv_a_proj_with_mqa, x, s.kv_a.data(), n, prec);
+  zone.emplace("attn.core");
   const int64_t half = d.rope / 2;
-  for (int64_t t = 0; t < n; ++t) {
-    const float* src = s.kv_a.data() + t * d.row;
-    float* row = cache.row(layer, chunk.pos + t);
-    rmsnorm(src, w.kv_a_layernorm.as<float>(), eps, row, 1, d.kv_lora);
-    std::memcpy(row + d.kv_lora, src + d.kv_lora, size_t(d.rope) * sizeof(float));
-    rope_rotate(row + d.kv_lora, chunk.rope_cos + t * half, chunk.rope_sin + t * half, half);
+  for (int64_t i = 0; i < chunk.num_segments; ++i) {
+    const ChunkSegment& seg = chunk.segments[i];
+    for (int64_t t = seg.row; t < seg.row + seg.n; ++t) {
+      const float* src = s.kv_a.data() + t * d.row;
+      float* row = seg.cache->row(layer, seg.pos + (t - seg.row));
+      rmsnorm(src, w.kv_a_layernorm.as<float>(), eps, row, 1, d.kv_lora);
+      std::memcpy(row + d.kv_lora, src + d.kv_lora, size_t(d.rope) * sizeof(float));
+      rope_rotate(row + d.kv_lora, chunk.rope_cos + t * half, chunk.rope_sin + t * half, half);
+    }
   }
   for (int64_t t = 0; t < n; ++t)
     for (int64_t h = 0; h < d.heads; ++h)
       rope_rotate(s.q.data() + (t * d.heads + h) * d.qk + d.nope, chunk.rope_cos + t * half,
                   chunk.rope_sin + t * half, half);
 
-  if (chunk.attention == AttentionImpl::absorbed && n >= kPrefillGemmMinTokens)
-    prefill_attention_gemm(d, w, chunk, cache, layer, s);
-  else if (chunk.attention == AttentionImpl::absorbed)
-    absorbed_attention(d, w, chunk, cache, layer, s);
-  else
-    naive_attention(d, w, chunk, cache, layer, s);
+  // Attention, per sequence: long absorbed-mode segments (prefill) as GEMMs one segment at a time; the
+  // rows of every short one (decode, speculative verification) together in latent space.
+  thread_local std::vector<int32_t> absorbed_rows, row_segment;
+  absorbed_rows.clear();
+  row_segment.assign(size_t(n), 0);
+  for (int64_t i = 0; i < chunk.num_segments; ++i) {
+    const ChunkSegment& seg = chunk.segments[i];
+    if (chunk.attention == AttentionImpl::naive) {
+      naive_attention(d, w, chunk, seg, layer, s);
+    } else if (seg.n >= kPrefillGemmMinTokens) {
+      prefill_attention_gemm(d, w, chunk, seg, layer, s);
+    } else {
+      for (int64_t t = seg.row; t < seg.row + seg.n; ++t) {
+        absorbed_rows.push_back(int32_t(t));
+        row_segment[size_t(t)] = int32_t(i);
+      }
+    }
+  }
+  if (!absorbed_rows.empty()) absorbed_attention(d, w, chunk, absorbed_rows, row_segment, layer, s);
+  zone.emplace("attn.projections");
 
   linear(w.o_proj, s.heads_out.data(), out, n, prec);
 }

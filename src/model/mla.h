@@ -10,7 +10,8 @@
 // the weighted sum, so attention runs in the kv_lora-dimensional latent space over the cache directly:
 //   q_lat = W_uk[h]ᵀ q_nope ;  score_s = (q_lat · c_kv_s + q_rope · k_rope_s) · softmax_scale
 //   o_lat = Σ_s p_s c_kv_s ;   o[h] = W_uv[h] · o_lat ;   out = W_o · concat_h o[h]
-// Both are causal within the chunk: token t of a chunk at position pos attends to positions <= pos + t.
+// Both are causal within a sequence: its token t at position pos + t attends to positions <= pos + t of
+// its own cache; sequences batched in one chunk never see each other.
 // The attention core (scores, softmax, weighted sums) is f32; `precision` applies to the projections.
 #pragma once
 
@@ -29,20 +30,34 @@ namespace dsv3 {
 // naive: the reference path — keys and values expanded through kv_b_proj, per-query loops.
 enum class AttentionImpl { absorbed, naive };
 
+// One sequence's part of a chunk: rows [row, row + n) of the chunk are positions [pos, pos + n) of
+// `cache`. A chunk is one sequence's prompt piece (forward) or the rows of several sequences run as one
+// batch (forward_batch: projections and experts see every row, attention each sequence's own cache).
+struct ChunkSegment {
+  KVCache* cache = nullptr;
+  int64_t pos = 0;
+  int64_t n = 0;
+  int64_t row = 0;
+};
+
 // What one chunk of tokens shares across layers.
 struct ChunkContext {
-  int64_t pos = 0;  // position of the chunk's first token
-  int64_t n = 0;    // tokens in the chunk
-  const float* rope_cos = nullptr;  // [n, rope/2]
+  const ChunkSegment* segments = nullptr;
+  int64_t num_segments = 0;
+  int64_t n = 0;                    // rows in the chunk: the segments' n summed
+  const float* rope_cos = nullptr;  // [n, rope/2], row by row (each row at its own position)
   const float* rope_sin = nullptr;  // [n, rope/2]
   double softmax_scale = 1.0;
   Precision precision = Precision::bf16;
   AttentionImpl attention = AttentionImpl::absorbed;
+  // The largest position count any segment's cache holds (sizes the per-thread score buffers).
+  int64_t max_capacity() const;
 };
 
-// x: [n, H] (already input_layernorm'ed) -> out: [n, H]. Writes the chunk's latent rows to
-// cache layer `cache_layer` at positions [pos, pos + n); reads positions [0, pos + n).
-void mla_forward(const ModelConfig& config, const AttentionWeights& w, const ChunkContext& chunk, KVCache& cache,
-                 int64_t cache_layer, const float* x, float* out);
+// x: [n, H] (already input_layernorm'ed) -> out: [n, H]. Writes each segment's latent rows to layer
+// `cache_layer` of its cache at positions [pos, pos + n); each segment attends to positions
+// [0, pos + n) of its own cache. `scratch` holds buffers for n rows (Scratch::reserve).
+void mla_forward(const ModelConfig& config, const AttentionWeights& w, const ChunkContext& chunk,
+                 int64_t cache_layer, Scratch& scratch, const float* x, float* out);
 
 }  // namespace dsv3

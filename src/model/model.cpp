@@ -5,6 +5,7 @@
 
 #include "core/error.h"
 #include "core/parallel.h"
+#include "core/profiler.h"
 #include "model/mtp.h"
 #include "model/rope.h"
 #include "model/transformer.h"
@@ -18,18 +19,15 @@ void ensure_shape(Tensor* t, const Shape& shape) {
   if (t->empty() || t->dtype() != DType::F32 || t->shape() != shape) *t = Tensor(DType::F32, shape);
 }
 
-// Tokens per chunk for n inputs; reserves the scratch buffers for that chunk up front.
-int64_t prepare_chunks(const ModelConfig& config, KVCache& cache, int64_t n, const ForwardOptions& o) {
-  const int64_t chunk = o.prefill_chunk > 0 ? std::min(o.prefill_chunk, n) : n;
-  cache.scratch().reserve(config, chunk, cache.capacity(), num_threads());
-  return chunk;
-}
-
-// The per-chunk context, with the rope tables of its positions.
-ChunkContext make_context(const ModelWeights& w, const ForwardOptions& o, Scratch& s, int64_t pos, int64_t n) {
-  rope_tables(w.rope, pos, n, s.rope_cos.data(), s.rope_sin.data());
+// Rope tables of every row of the chunk, each at its segment's positions; the context over them.
+ChunkContext make_context(const ModelWeights& w, const ForwardOptions& o, Scratch& s,
+                          const std::vector<ChunkSegment>& segments, int64_t n) {
+  const int64_t half = w.rope.dim / 2;
+  for (const ChunkSegment& seg : segments)
+    rope_tables(w.rope, seg.pos, seg.n, s.rope_cos.data() + seg.row * half, s.rope_sin.data() + seg.row * half);
   ChunkContext c;
-  c.pos = pos;
+  c.segments = segments.data();
+  c.num_segments = int64_t(segments.size());
   c.n = n;
   c.rope_cos = s.rope_cos.data();
   c.rope_sin = s.rope_sin.data();
@@ -39,16 +37,44 @@ ChunkContext make_context(const ModelWeights& w, const ForwardOptions& o, Scratc
   return c;
 }
 
-// normed = norm(x) for the chunk's m rows; logits of all rows (at row offset `off`) or of the last row.
+int64_t max_capacity(const std::vector<ChunkSegment>& segments) {
+  int64_t most = 0;
+  for (const ChunkSegment& seg : segments) most = std::max(most, seg.cache->capacity());
+  return most;
+}
+
+// The final norm of the chunk's rows (into s.normed) and the head: every row of the items that want
+// all logits, and the last rows of the others gathered into one product, so the head's weights are read
+// once per step.
 void head_logits(const ModelConfig& config, const Tensor& norm, const LinearWeight& head, const ForwardOptions& o,
-                 Scratch& s, int64_t m, int64_t off, bool last_chunk, Tensor* logits) {
-  const int64_t H = config.hidden_size;
-  rmsnorm(s.x.data(), norm.as<float>(), float(config.rms_norm_eps), s.normed.data(), m, H);
-  if (logits == nullptr) return;
-  if (o.all_logits)
-    linear(head, s.normed.data(), logits->as<float>() + off * head.rows, m, o.precision);
-  else if (last_chunk)
-    linear(head, s.normed.data() + (m - 1) * H, logits->as<float>(), 1, o.precision);
+                 Scratch& s, const BatchItem* items, const std::vector<ChunkSegment>& segments) {
+  DSV3_ZONE("head");
+  const int64_t H = config.hidden_size, V = head.rows;
+  const int64_t n = segments.back().row + segments.back().n;
+  rmsnorm(s.x.data(), norm.as<float>(), float(config.rms_norm_eps), s.normed.data(), n, H);
+  int64_t last_rows = 0;
+  for (size_t i = 0; i < segments.size(); ++i) {
+    if (items[i].logits == nullptr) continue;
+    const ChunkSegment& seg = segments[i];
+    if (o.all_logits) {
+      linear(head, s.normed.data() + seg.row * H, items[i].logits, seg.n, o.precision);
+    } else {
+      std::memcpy(s.branch.data() + last_rows * H, s.normed.data() + (seg.row + seg.n - 1) * H,
+                  size_t(H) * sizeof(float));
+      ++last_rows;
+    }
+  }
+  if (last_rows == 0) return;
+  if (last_rows == 1) {
+    for (size_t i = 0; i < segments.size(); ++i)
+      if (items[i].logits) linear(head, s.branch.data(), items[i].logits, 1, o.precision);
+    return;
+  }
+  if (int64_t(s.head_out.size()) < last_rows * V) s.head_out.resize(size_t(last_rows * V));
+  linear(head, s.branch.data(), s.head_out.data(), last_rows, o.precision);
+  int64_t r = 0;
+  for (size_t i = 0; i < segments.size(); ++i)
+    if (items[i].logits) std::memcpy(items[i].logits, s.head_out.data() + (r++) * V, size_t(V) * sizeof(float));
 }
 
 }  // namespace
@@ -61,26 +87,60 @@ std::unique_ptr<Model> load_model(const std::string& dir) {
   return model;
 }
 
-void forward(const Model& model, KVCache& cache, const int32_t* tokens, int64_t n, const ForwardOptions& o,
-             Tensor* logits, Tensor* hidden) {
+void forward_batch(const Model& model, BatchItem* items, int64_t num_items, const ForwardOptions& o,
+                   Scratch& s) {
+  DSV3_ZONE("forward");
   const ModelConfig& c = model.config;
   const ModelWeights& w = model.weights;
-  const int64_t H = c.hidden_size, pos0 = cache.size();
+  const int64_t H = c.hidden_size;
+  DSV3_CHECK(num_items > 0, "[forward] no sequences to process");
+  thread_local std::vector<ChunkSegment> segments;  // reused: decode steps do not allocate
+  segments.resize(static_cast<size_t>(num_items));
+  int64_t rows = 0;
+  for (int64_t i = 0; i < num_items; ++i) {
+    const BatchItem& item = items[i];
+    DSV3_CHECK(item.cache != nullptr && item.tokens != nullptr && item.n > 0, "[forward] batch item ", i,
+               " has no cache or no tokens");
+    const int64_t pos = item.cache->size();
+    DSV3_CHECK(pos + item.n <= item.cache->capacity(), "[forward] ", pos, " cached + ", item.n,
+               " new tokens exceed the KV cache capacity of ", item.cache->capacity(),
+               "; create the KVCache with a larger max_tokens.");
+    for (int64_t j = 0; j < i; ++j)
+      DSV3_CHECK(items[j].cache != item.cache, "[forward] batch items ", j, " and ", i, " share a KV cache");
+    segments[size_t(i)] = ChunkSegment{item.cache, pos, item.n, rows};
+    rows += item.n;
+  }
+  s.reserve(c, rows, max_capacity(segments), num_threads());
+  const ChunkContext ctx = make_context(w, o, s, segments, rows);
+  for (int64_t i = 0; i < num_items; ++i)
+    embedding_gather(w.embed_tokens, items[i].tokens, items[i].n, s.x.data() + segments[size_t(i)].row * H);
+  for (int64_t l = 0; l < c.num_hidden_layers; ++l) block_forward(c, w.layers[size_t(l)], l, ctx, s, s.x.data());
+  for (const ChunkSegment& seg : segments) seg.cache->set_size(seg.pos + seg.n);
+  head_logits(c, w.norm, w.lm_head, o, s, items, segments);
+  for (int64_t i = 0; i < num_items; ++i)
+    if (items[i].hidden)
+      std::memcpy(items[i].hidden, s.normed.data() + segments[size_t(i)].row * H,
+                  size_t(items[i].n * H) * sizeof(float));
+}
+
+void forward(const Model& model, KVCache& cache, const int32_t* tokens, int64_t n, const ForwardOptions& o,
+             Tensor* logits, Tensor* hidden) {
+  const int64_t H = model.config.hidden_size, V = model.weights.lm_head.rows;
   DSV3_CHECK(n > 0, "[forward] no tokens to process");
-  DSV3_CHECK(pos0 + n <= cache.capacity(), "[forward] ", pos0, " cached + ", n, " new tokens exceed the KV cache "
-             "capacity of ", cache.capacity(), "; create the KVCache with a larger max_tokens.");
-  if (logits) ensure_shape(logits, {o.all_logits ? n : 1, w.lm_head.rows});
+  DSV3_CHECK(cache.size() + n <= cache.capacity(), "[forward] ", cache.size(), " cached + ", n, " new tokens exceed "
+             "the KV cache capacity of ", cache.capacity(), "; create the KVCache with a larger max_tokens.");
+  if (logits) ensure_shape(logits, {o.all_logits ? n : 1, V});
   if (hidden) ensure_shape(hidden, {n, H});
-  const int64_t chunk = prepare_chunks(c, cache, n, o);
-  Scratch& s = cache.scratch();
+  const int64_t chunk = o.prefill_chunk > 0 ? std::min(o.prefill_chunk, n) : n;
   for (int64_t off = 0; off < n; off += chunk) {
-    const int64_t m = std::min(chunk, n - off);
-    const ChunkContext ctx = make_context(w, o, s, pos0 + off, m);
-    embedding_gather(w.embed_tokens, tokens + off, m, s.x.data());
-    for (int64_t l = 0; l < c.num_hidden_layers; ++l) block_forward(c, w.layers[size_t(l)], l, ctx, cache, s.x.data());
-    cache.set_size(pos0 + off + m);
-    head_logits(c, w.norm, w.lm_head, o, s, m, off, off + m == n, logits);
-    if (hidden) std::memcpy(hidden->as<float>() + off * H, s.normed.data(), size_t(m * H) * sizeof(float));
+    BatchItem item;
+    item.cache = &cache;
+    item.tokens = tokens + off;
+    item.n = std::min(chunk, n - off);
+    const bool last = off + item.n == n;
+    if (logits && (o.all_logits || last)) item.logits = logits->as<float>() + (o.all_logits ? off * V : 0);
+    if (hidden) item.hidden = hidden->as<float>() + off * H;
+    forward_batch(model, &item, 1, o, cache.scratch());
   }
 }
 
@@ -93,22 +153,28 @@ void mtp_forward(const Model& model, int k, KVCache& cache, const float* hidden,
   DSV3_CHECK(n > 0, "[mtp] no tokens to process");
   DSV3_CHECK(hidden != nullptr && next_tokens != nullptr, "[mtp] hidden states and next tokens are required");
   const MtpWeights& m = w.mtp[size_t(k)];
-  const int64_t H = c.hidden_size, pos0 = cache.mtp_size(k), layer = c.num_hidden_layers + k;
+  const int64_t H = c.hidden_size, V = m.shared_head.rows, pos0 = cache.mtp_size(k), layer = c.num_hidden_layers + k;
   DSV3_CHECK(pos0 + n <= cache.capacity(), "[mtp] ", pos0, " cached + ", n, " new positions exceed the KV cache "
              "capacity of ", cache.capacity());
-  if (logits) ensure_shape(logits, {o.all_logits ? n : 1, m.shared_head.rows});
+  if (logits) ensure_shape(logits, {o.all_logits ? n : 1, V});
   if (hidden_out) ensure_shape(hidden_out, {n, H});
-  const int64_t chunk = prepare_chunks(c, cache, n, o);
+  const int64_t chunk = o.prefill_chunk > 0 ? std::min(o.prefill_chunk, n) : n;
   Scratch& s = cache.scratch();
   for (int64_t off = 0; off < n; off += chunk) {
     const int64_t rows = std::min(chunk, n - off);
-    const ChunkContext ctx = make_context(w, o, s, pos0 + off, rows);
+    const std::vector<ChunkSegment> segments{ChunkSegment{&cache, pos0 + off, rows, 0}};
+    s.reserve(c, rows, cache.capacity(), num_threads());
+    const ChunkContext ctx = make_context(w, o, s, segments, rows);
     embedding_gather(m.embed_tokens, next_tokens + off, rows, s.x.data());
     mtp_input(c, m, s.x.data(), hidden + off * H, rows, o.precision, s.concat.data(), s.x.data());
-    block_forward(c, m.block, layer, ctx, cache, s.x.data());
+    block_forward(c, m.block, layer, ctx, s, s.x.data());
     cache.set_mtp_size(k, pos0 + off + rows);
     if (hidden_out) std::memcpy(hidden_out->as<float>() + off * H, s.x.data(), size_t(rows * H) * sizeof(float));
-    head_logits(c, m.shared_head_norm, m.shared_head, o, s, rows, off, off + rows == n, logits);
+    BatchItem item;
+    item.n = rows;
+    const bool last = off + rows == n;
+    if (logits && (o.all_logits || last)) item.logits = logits->as<float>() + (o.all_logits ? off * V : 0);
+    head_logits(c, m.shared_head_norm, m.shared_head, o, s, &item, segments);
   }
 }
 

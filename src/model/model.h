@@ -43,6 +43,25 @@ struct ForwardOptions {
 void forward(const Model& model, KVCache& cache, const int32_t* tokens, int64_t n, const ForwardOptions& options,
              Tensor* logits, Tensor* hidden = nullptr);
 
+// One sequence's part of a batched step.
+struct BatchItem {
+  KVCache* cache = nullptr;         // positions cache->size() ... + n - 1 are computed and appended
+  const int32_t* tokens = nullptr;  // [n]
+  int64_t n = 0;
+  float* logits = nullptr;  // [vocab] of the last position ([n, vocab] with all_logits), or null
+  float* hidden = nullptr;  // [n, H] final hidden states after the final RMSNorm, or null
+};
+
+// Runs every item's tokens as one chunk: each projection, the dense and shared FFNs and the output head
+// read their weights once for all rows, routed experts run once over the rows that chose them, and
+// attention runs per sequence over its own cache (sequences never see each other). This is decode for
+// many sequences at once (n = 1 each) and the verification step of speculative decoding (n = 2); a
+// prompt may ride along (no chunking here: the caller bounds the rows). Results equal forward() item by
+// item up to the rounding of kernels that block differently for more rows. `scratch` is used for the
+// step's buffers (it may be any cache's scratch, or one the caches share). prefill_chunk is ignored.
+void forward_batch(const Model& model, BatchItem* items, int64_t num_items, const ForwardOptions& options,
+                   Scratch& scratch);
+
 // MTP module k (0-based) at positions cache.mtp_size(k) ... + n - 1:
 // h' = eh_proj([enorm(Emb(next_tokens)); hnorm(hidden)]) -> block -> shared_head.norm -> shared head.
 // hidden[i] is forward()'s hidden output at position p_i, next_tokens[i] the token at p_i + 1; the

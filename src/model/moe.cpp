@@ -4,9 +4,11 @@
 #include <cmath>
 #include <cstring>
 #include <numeric>
+#include <optional>
 #include <vector>
 
 #include "core/error.h"
+#include "core/profiler.h"
 #include "model/mlp.h"
 #include "ops/ops.h"
 
@@ -107,11 +109,13 @@ void moe_forward(const ModelConfig& c, const MoeWeights& w, const float* x, int6
   DSV3_CHECK(s.n_capacity >= n, "[moe] scratch reserved for ", s.n_capacity, " tokens, chunk has ", n);
 
   // Router logits in f32 (exact w.r.t. the stored gate weights).
+  std::optional<ProfileZone> zone(std::in_place, "moe.router");
   linear(w.gate, x, s.router_logits.data(), n, Precision::f32);
   route_tokens(c, s.router_logits.data(), w.correction_bias.empty() ? nullptr : w.correction_bias.as<float>(), n,
                s.expert_index.data(), s.expert_weight.data());
 
   // Group (token, slot) pairs by expert: experts ascending, tokens ascending within an expert.
+  zone.emplace("moe.experts");
   int64_t* count = s.expert_count.data();
   int64_t* begin = s.expert_begin.data();
   std::fill(count, count + E, 0);
@@ -128,6 +132,7 @@ void moe_forward(const ModelConfig& c, const MoeWeights& w, const float* x, int6
   for (int64_t e = 0; e < E; ++e) {
     const int64_t rows = begin[e + 1] - begin[e];
     if (rows == 0) continue;
+    ++s.experts_run;
     mlp_forward(w.experts[size_t(e)], s.sorted_x.data() + begin[e] * H, rows, precision, s.ffn_gate.data(),
                 s.ffn_up.data(), s.sorted_y.data() + begin[e] * H);
   }
@@ -138,6 +143,7 @@ void moe_forward(const ModelConfig& c, const MoeWeights& w, const float* x, int6
     for (int64_t j = 0; j < k; ++j)
       axpy(s.expert_weight[size_t(t * k + j)], s.sorted_y.data() + s.slot_row[size_t(t * k + j)] * H, out + t * H, H);
   if (w.has_shared) {
+    zone.emplace("moe.shared");
     mlp_forward(w.shared, x, n, precision, s.ffn_gate.data(), s.ffn_up.data(), s.shared_y.data());
     add_inplace(out, s.shared_y.data(), n * H);
   }

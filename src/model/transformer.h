@@ -12,9 +12,9 @@
 
 namespace dsv3 {
 
-// x: [chunk.n, H] residual stream, updated in place. Must not be one of cache.scratch()'s buffers
-// other than `x`. Attention reads/writes cache layer `cache_layer`.
+// x: [chunk.n, H] residual stream, updated in place. Must not be one of scratch's buffers other than
+// `x`. Attention reads/writes layer `cache_layer` of each segment's cache.
 void block_forward(const ModelConfig& config, const LayerWeights& w, int64_t cache_layer, const ChunkContext& chunk,
-                   KVCache& cache, float* x);
+                   Scratch& scratch, float* x);
 
 }  // namespace dsv3

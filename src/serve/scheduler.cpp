@@ -70,12 +70,16 @@ void RequestHandle::post(std::string_view text, const TokenLogprob* logprob, Fin
 // ---- StepRunner ----
 
 void StepRunner::run(std::vector<StepItem>& items) {
+  if (items.empty()) return;
   ForwardOptions last_only = options_;
   last_only.all_logits = false;
-  for (StepItem& item : items) {
-    forward(model_, *item.cache, item.tokens, item.n, last_only, &logits_);
-    if (item.logits) std::copy_n(logits_.as<float>(), logits_.numel(), item.logits);
+  batch_.clear();
+  for (const StepItem& item : items) batch_.push_back(BatchItem{item.cache, item.tokens, item.n, item.logits, nullptr});
+  if (!batch_invariant_) {
+    forward_batch(model_, batch_.data(), int64_t(batch_.size()), last_only, scratch_);
+    return;
   }
+  for (BatchItem& item : batch_) forward_batch(model_, &item, 1, last_only, scratch_);
 }
 
 // ---- Scheduler ----
@@ -112,7 +116,7 @@ Scheduler::Scheduler(const Model& model, const Tokenizer& tokenizer, const Sched
       options_(options),
       pool_(model.config, options.kv_pages > 0 ? options.kv_pages
                                                : options.parallel * ((options.context + kKvPageTokens - 1) / kKvPageTokens)),
-      runner_(model, options.forward) {
+      runner_(model, options.forward, options.batch_invariant, scratch_) {
   DSV3_CHECK(options.parallel >= 1, "[serve] --parallel must be at least 1, got ", options.parallel);
   DSV3_CHECK(options.context >= 2, "[serve] --ctx must be at least 2 tokens, got ", options.context);
   DSV3_CHECK(options.step_tokens >= 1, "[serve] the step budget must be at least 1 token");

@@ -15,15 +15,16 @@
 // front of the queue with its generated tokens, to be recomputed — mostly by prefix hits — later; its
 // client sees no gap but time. Memory is the pool's, fixed at start.
 //
-// The forward passes of a step go through StepRunner::run, which today runs each sequence's chunk with
-// the batch-1 forward(); batched decode and MTP speculation replace that function, not the scheduler.
+// The forward passes of a step go through StepRunner::run: one forward_batch over every sequence's
+// chunk, so each weight is read once per step for all of them (model.h).
 //
-// Bit-for-bit equality with `generate`: decoding is the same forward() per token. Prefill equals
-// generate's when a prompt runs in the same chunks (ForwardOptions::prefill_chunk from position 0):
-// with batch_invariant the scheduler never splits a chunk to fit the step budget and rounds prefix
-// reuse down to a chunk boundary, and every request's tokens then equal generate's for the same prompt
-// and seed. Without it, chunk boundaries move with the traffic; logits then differ in the last bits
-// (the naive and absorbed attention forms and GEMM blockings round differently).
+// Bit-for-bit equality with `generate` (batch_invariant): each sequence's chunk runs on its own, as
+// generate's forward() does, and a prompt runs in the same chunks (ForwardOptions::prefill_chunk from
+// position 0): the scheduler never splits a chunk to fit the step budget and rounds prefix reuse down
+// to a chunk boundary, and every request's tokens then equal generate's for the same prompt and seed.
+// Without it, rows of several sequences share kernels that block by row count and chunk boundaries move
+// with the traffic; logits then differ in the last bits (the naive and absorbed attention forms and
+// GEMM blockings round differently).
 #pragma once
 
 #include <atomic>
@@ -138,16 +139,20 @@ struct StepItem {
   float* logits = nullptr;  // [vocab] of the chunk's last position, or null when not needed
 };
 
-// Runs the forward passes of one step (today: each item through forward(), one after another).
+// Runs the forward passes of one step: all items as one batch (forward_batch), or each on its own when
+// batch_invariant. The caches of the items share `scratch`.
 class StepRunner {
  public:
-  StepRunner(const Model& model, const ForwardOptions& options) : model_(model), options_(options) {}
+  StepRunner(const Model& model, const ForwardOptions& options, bool batch_invariant, Scratch& scratch)
+      : model_(model), options_(options), batch_invariant_(batch_invariant), scratch_(scratch) {}
   void run(std::vector<StepItem>& items);
 
  private:
   const Model& model_;
   ForwardOptions options_;
-  Tensor logits_;
+  bool batch_invariant_;
+  Scratch& scratch_;
+  std::vector<BatchItem> batch_;
 };
 
 class Scheduler {
