@@ -31,6 +31,7 @@ struct GenerateArgs {
   bool ignore_eos = false;
   std::string precision = "bf16";
   std::string system_prompt;
+  bool mtp = false;
 };
 
 void add_sampling_options(CLI::App* cmd, GenerateArgs& a) {
@@ -45,6 +46,10 @@ void add_sampling_options(CLI::App* cmd, GenerateArgs& a) {
                   "Activation precision in matmuls: bf16 (fast), f32 (exact), or fp8 (quantized per 1x128 tile "
                   "for FP8 weights: DeepSeek's dynamic activation scheme)")
       ->capture_default_str()->check(CLI::IsMember({"bf16", "f32", "fp8"}));
+  cmd->add_flag("--mtp", a.mtp,
+                "Speculative decoding: the checkpoint's MTP module drafts each next-but-one token and the model "
+                "verifies it in the same forward (greedy output is unchanged; sampled output keeps the model's "
+                "distribution); stderr reports the acceptance rate");
 }
 
 // The chat options of generate (with --chat or --messages) and chat.
@@ -121,6 +126,9 @@ void print_stats(const GenerationStats& s) {
   std::fprintf(stderr, "\n[dsv3] prompt %lld tokens: prefill %.1f tokens/s | generated %lld tokens: decode %.2f tokens/s%s\n",
                (long long)s.prompt_tokens, s.prefill_tokens_per_second(), (long long)s.generated_tokens,
                s.decode_tokens_per_second(), s.stopped_at_eos ? " (stopped at EOS)" : "");
+  if (s.drafted_tokens > 0)
+    std::fprintf(stderr, "[dsv3] MTP speculation: %lld of %lld drafts accepted (%.1f%%)\n",
+                 (long long)s.accepted_tokens, (long long)s.drafted_tokens, 100.0 * s.acceptance_rate());
 }
 
 int run_generate(const GenerateArgs& a) {
@@ -143,7 +151,7 @@ int run_generate(const GenerateArgs& a) {
   KVCache cache(model.config, int64_t(prompt.size()) + a.max_new_tokens);
   Sampler sampler = make_sampler(a, *loaded.tokenizer);
   GenerationRequest request{prompt, a.max_new_tokens,
-                            a.ignore_eos ? std::nullopt : stop_eos_id(model.config, *loaded.tokenizer)};
+                            a.ignore_eos ? std::nullopt : stop_eos_id(model.config, *loaded.tokenizer), a.mtp};
   // A chat prints only the reply, as dsv3 chat prints it; a plain prompt is continued in place.
   TokenStreamDecoder stream(*loaded.tokenizer, /*skip_special=*/chat);
   ReasoningSplitter splitter(chat_template, chat ? parse_reasoning_format(a.reasoning_format) : ReasoningFormat::none);
@@ -196,7 +204,8 @@ int run_chat(const GenerateArgs& a) {
                " tokens) plus -n ", a.max_new_tokens, " exceeds the context of ", context,
                " tokens: start a new session");
     cache.truncate(int64_t(common));
-    GenerationRequest request{std::vector<int32_t>(all.begin() + int64_t(common), all.end()), a.max_new_tokens, eos};
+    GenerationRequest request{std::vector<int32_t>(all.begin() + int64_t(common), all.end()), a.max_new_tokens, eos,
+                              a.mtp};
     // The reply leaves special tokens out, as DeepSeek's generate.py decodes it, on screen and in the
     // conversation; the conversation keeps only its answer, not its reasoning.
     TokenStreamDecoder stream(tokenizer, /*skip_special=*/true);

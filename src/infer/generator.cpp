@@ -3,6 +3,7 @@
 #include <chrono>
 
 #include "core/error.h"
+#include "infer/speculative.h"
 
 namespace dsv3 {
 
@@ -19,6 +20,7 @@ GenerationStats generate(const Model& model, KVCache& cache, const GenerationReq
   const int64_t vocab = model.config.vocab_size;
   for (int32_t t : request.prompt)
     DSV3_CHECK(t >= 0 && t < vocab, "[generate] prompt token ", t, " is outside the vocabulary [0, ", vocab, ")");
+  if (request.mtp) return generate_with_mtp(model, cache, request, sampler, options, on_token);
   GenerationStats stats;
   stats.prompt_tokens = int64_t(request.prompt.size());
 

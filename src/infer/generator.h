@@ -18,6 +18,10 @@ struct GenerationStats {
   double prefill_seconds = 0;
   double decode_seconds = 0;  // time for the tokens after the first
   bool stopped_at_eos = false;
+  int64_t drafted_tokens = 0;   // MTP speculation: drafts verified
+  int64_t accepted_tokens = 0;  // and of those, kept
+
+  double acceptance_rate() const { return drafted_tokens > 0 ? double(accepted_tokens) / drafted_tokens : 0; }
 
   double prefill_tokens_per_second() const { return prefill_seconds > 0 ? prompt_tokens / prefill_seconds : 0; }
   double decode_tokens_per_second() const {
@@ -29,6 +33,10 @@ struct GenerationRequest {
   std::vector<int32_t> prompt;  // tokens to append to what the cache already holds
   int64_t max_new_tokens = 128;
   std::optional<int32_t> eos_id;  // stop after emitting it; nullopt never stops early
+  // Speculative decoding with the checkpoint's first MTP module (infer/speculative.h). The cache must
+  // hold MTP rows for every position it holds (true of a fresh cache, and of one only ever extended
+  // with mtp on); it ends that way too.
+  bool mtp = false;
 };
 
 // Appends request.prompt to the cache, then generates. on_token is called for every sampled token

@@ -33,24 +33,34 @@ Sampler::Sampler(const SamplingParams& params) : params_(params), rng_(params.se
 }
 
 int32_t Sampler::sample(const float* logits, int64_t vocab) {
-  const TokenMask* allowed = params_.allowed_ids.get();
-  auto none_allowed = [&] {
-    DSV3_FAIL("[sampler] no token id below ", vocab, " is allowed (allowed_ids marks none of them): build the mask "
-              "from the model's tokenizer");
-  };
   if (params_.temperature == 0.0f) {
-    const int32_t best = argmax(logits, vocab, allowed);
-    if (best < 0) none_allowed();
+    const int32_t best = argmax(logits, vocab, params_.allowed_ids.get());
+    DSV3_CHECK(best >= 0, "[sampler] no token id below ", vocab, " is allowed (allowed_ids marks none of them): "
+               "build the mask from the model's tokenizer");
     return best;
   }
 
+  double kept_total = 0;
+  const size_t keep = weigh_candidates(logits, vocab, &kept_total);
+  const double r = std::uniform_real_distribution<double>(0.0, kept_total)(rng_);
+  double acc = 0;
+  for (size_t i = 0; i < keep; ++i) {
+    acc += candidates_[i].first;
+    if (r < acc) return candidates_[i].second;
+  }
+  return candidates_[keep - 1].second;
+}
+
+size_t Sampler::weigh_candidates(const float* logits, int64_t vocab, double* kept_total) {
+  const TokenMask* allowed = params_.allowed_ids.get();
   // Candidates sorted by logit, best first; top-k keeps only the first k.
   candidates_.clear();
   const int64_t n = allowed ? std::min<int64_t>(vocab, int64_t(allowed->size())) : vocab;
   for (int64_t i = 0; i < n; ++i) {
     if (!allowed || (*allowed)[size_t(i)]) candidates_.emplace_back(logits[i], int32_t(i));
   }
-  if (candidates_.empty()) none_allowed();
+  DSV3_CHECK(!candidates_.empty(), "[sampler] no token id below ", vocab, " is allowed (allowed_ids marks none of "
+             "them): build the mask from the model's tokenizer");
   const int64_t n_candidates = int64_t(candidates_.size());
   const int64_t k = params_.top_k > 0 ? std::min(params_.top_k, n_candidates) : n_candidates;
   auto by_logit = [](const auto& a, const auto& b) {
@@ -78,16 +88,42 @@ int32_t Sampler::sample(const float* logits, int64_t vocab) {
       }
     }
   }
-  double kept_total = 0;
-  for (size_t i = 0; i < keep; ++i) kept_total += candidates_[i].first;
-  const double r = std::uniform_real_distribution<double>(0.0, kept_total)(rng_);
-  double acc = 0;
-  for (size_t i = 0; i < keep; ++i) {
-    acc += candidates_[i].first;
-    if (r < acc) return candidates_[i].second;
-  }
-  return candidates_[keep - 1].second;
+  *kept_total = 0;
+  for (size_t i = 0; i < keep; ++i) *kept_total += candidates_[i].first;
+  return keep;
 }
+
+void Sampler::distribution(const float* logits, int64_t vocab, std::vector<double>& probs) {
+  probs.assign(size_t(vocab), 0.0);
+  if (params_.temperature == 0.0f) {
+    const int32_t best = argmax(logits, vocab, params_.allowed_ids.get());
+    DSV3_CHECK(best >= 0, "[sampler] no token id below ", vocab, " is allowed (allowed_ids marks none of them): "
+             "build the mask from the model's tokenizer");
+    probs[size_t(best)] = 1.0;
+    return;
+  }
+  double kept_total = 0;
+  const size_t keep = weigh_candidates(logits, vocab, &kept_total);
+  for (size_t i = 0; i < keep; ++i) probs[size_t(candidates_[i].second)] = candidates_[i].first / kept_total;
+}
+
+int32_t Sampler::draw(const std::vector<double>& weights) {
+  double total = 0;
+  for (double w : weights) total += w;
+  DSV3_CHECK(total > 0, "[sampler] cannot draw from weights that sum to ", total);
+  const double r = std::uniform_real_distribution<double>(0.0, total)(rng_);
+  double acc = 0;
+  int32_t last = -1;
+  for (size_t i = 0; i < weights.size(); ++i) {
+    if (weights[i] <= 0) continue;
+    acc += weights[i];
+    last = int32_t(i);
+    if (r < acc) return last;
+  }
+  return last;
+}
+
+double Sampler::uniform() { return std::uniform_real_distribution<double>(0.0, 1.0)(rng_); }
 
 double log_sum_exp(const float* logits, int64_t n) {
   float max = logits[0];

@@ -41,10 +41,21 @@ class Sampler {
   int32_t sample(const float* logits, int64_t vocab);
   const SamplingParams& params() const { return params_; }
 
+  // What speculative sampling needs (infer/speculative.h): the distribution sample() draws from, as
+  // probabilities over [0, vocab) — zero for ids it never picks, one-hot at the argmax when greedy —
+  // and random draws from this sampler's generator.
+  void distribution(const float* logits, int64_t vocab, std::vector<double>& probs);
+  // An id with probability weights[id] / Σ weights (weights >= 0 with a positive sum).
+  int32_t draw(const std::vector<double>& weights);
+  double uniform();  // in [0, 1)
+
  private:
   SamplingParams params_;
   std::mt19937_64 rng_;
   std::vector<std::pair<float, int32_t>> candidates_;  // reused across calls
+  // Fills candidates_ with the ids sample() may pick (temperature > 0), best first, each with its
+  // unnormalised weight; returns how many lead the list (top-k and top-p applied) and their weight sum.
+  size_t weigh_candidates(const float* logits, int64_t vocab, double* kept_total);
 };
 
 // log Σ exp(logits[i]) over [0, n), in double with the maximum subtracted first: a token's
