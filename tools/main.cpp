@@ -34,6 +34,7 @@ int main(int argc, char** argv) {
   add(dsv3::cli::add_quantize, app);
   add(dsv3::cli::add_perplexity, app);
   add(dsv3::cli::add_serve, app);
+  add(dsv3::cli::add_export, app);
 
   try {
     app.parse(argc, argv);
