@@ -63,11 +63,11 @@ TEST(Speculative, AcceptOrResampleEmitsTheTargetDistribution) {
 }
 
 std::vector<int32_t> run(const Model& m, KVCache& cache, const std::vector<int32_t>& prompt, int64_t n, bool mtp,
-                         const SamplingParams& sampling, GenerationStats* stats = nullptr) {
+                         const SamplingParams& sampling, GenerationStats* stats = nullptr, int64_t draft_vocab = 0) {
   Sampler sampler(sampling);
   ForwardOptions o;  // the generation defaults (bf16 activations)
   std::vector<int32_t> out;
-  GenerationRequest request{prompt, n, std::nullopt, mtp};
+  GenerationRequest request{prompt, n, std::nullopt, mtp, draft_vocab};
   const GenerationStats s = generate(m, cache, request, sampler, o, [&](int32_t t) {
     out.push_back(t);
     return true;
@@ -99,6 +99,8 @@ TEST(Speculative, GreedyOutputIsIdenticalWithAndWithoutSpeculation) {
         const std::vector<int32_t> plain = run(*m, plain_cache, prompt, 24, false, greedy);
         const std::vector<int32_t> spec = run(*m, mtp_cache, prompt, 24, true, greedy, &stats);
         ASSERT_EQ(plain, spec);
+        KVCache narrow_cache(config, 128);  // drafts among the first third of the ids only
+        ASSERT_EQ(plain, run(*m, narrow_cache, prompt, 24, true, greedy, nullptr, std::max<int64_t>(vocab / 3, 1)));
         EXPECT_EQ(mtp_cache.size(), plain_cache.size());
         EXPECT_EQ(mtp_cache.mtp_size(0), mtp_cache.size());
         accepted += stats.accepted_tokens;
@@ -116,7 +118,10 @@ TEST(Speculative, GreedyOutputIsIdenticalWithAndWithoutSpeculation) {
 // On a vocabulary of 5, the first three sampled tokens with speculation (each from the prefill, a
 // verification or a bonus) follow the model's joint distribution p(t1) p(t2 | t1) p(t3 | t1 t2),
 // computed from the model's logits directly.
-TEST(Speculative, SampledSpeculationKeepsTheModelsDistribution) {
+class SampledSpeculation : public ::testing::TestWithParam<int64_t> {};
+
+TEST_P(SampledSpeculation, KeepsTheModelsDistribution) {
+  const int64_t draft_vocab = GetParam();
   ModelConfig config = testing::tiny_v3_config();
   config.vocab_size = 5;
   testing::TempDir dir("speculative_sampled");
@@ -158,7 +163,7 @@ TEST(Speculative, SampledSpeculationKeepsTheModelsDistribution) {
     sampling.seed = uint64_t(1000 + i);
     KVCache cache(config, 16);
     GenerationStats stats;
-    const std::vector<int32_t> t = run(*m, cache, prompt, 3, true, sampling, &stats);
+    const std::vector<int32_t> t = run(*m, cache, prompt, 3, true, sampling, &stats, draft_vocab);
     ASSERT_EQ(t.size(), 3u);
     counts[size_t((t[0] * V + t[1]) * V + t[2])] += 1;
     drafted += stats.drafted_tokens;
@@ -182,6 +187,10 @@ TEST(Speculative, SampledSpeculationKeepsTheModelsDistribution) {
   EXPECT_GT(accepted, drafted / 10);  // the bonus path ran
   EXPECT_LT(accepted, drafted);       // and so did the resampling
 }
+
+// The whole vocabulary as the draft's, and only its first 3 of 5 ids (a draft that can never propose
+// ids 3 and 4: they come from resampling alone).
+INSTANTIATE_TEST_SUITE_P(Speculative, SampledSpeculation, ::testing::Values(0, 3));
 
 TEST(Speculative, ModelWithoutMtpModuleIsRefused) {
   testing::TempDir dir("speculative_v2");

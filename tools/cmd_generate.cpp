@@ -32,6 +32,7 @@ struct GenerateArgs {
   std::string precision = "bf16";
   std::string system_prompt;
   bool mtp = false;
+  int64_t draft_vocab = 0;
 };
 
 void add_sampling_options(CLI::App* cmd, GenerateArgs& a) {
@@ -50,6 +51,10 @@ void add_sampling_options(CLI::App* cmd, GenerateArgs& a) {
                 "Speculative decoding: the checkpoint's MTP module drafts each next-but-one token and the model "
                 "verifies it in the same forward (greedy output is unchanged; sampled output keeps the model's "
                 "distribution); stderr reports the acceptance rate");
+  cmd->add_option("--mtp-draft-vocab", a.draft_vocab,
+                  "With --mtp: draft among the first N token ids only (the most frequent merges of a BPE "
+                  "vocabulary), so the draft reads N rows of the output head; 0 = the whole vocabulary")
+      ->capture_default_str()->check(CLI::NonNegativeNumber);
 }
 
 // The chat options of generate (with --chat or --messages) and chat.
@@ -151,7 +156,8 @@ int run_generate(const GenerateArgs& a) {
   KVCache cache(model.config, int64_t(prompt.size()) + a.max_new_tokens);
   Sampler sampler = make_sampler(a, *loaded.tokenizer);
   GenerationRequest request{prompt, a.max_new_tokens,
-                            a.ignore_eos ? std::nullopt : stop_eos_id(model.config, *loaded.tokenizer), a.mtp};
+                            a.ignore_eos ? std::nullopt : stop_eos_id(model.config, *loaded.tokenizer), a.mtp,
+                            a.draft_vocab};
   // A chat prints only the reply, as dsv3 chat prints it; a plain prompt is continued in place.
   TokenStreamDecoder stream(*loaded.tokenizer, /*skip_special=*/chat);
   ReasoningSplitter splitter(chat_template, chat ? parse_reasoning_format(a.reasoning_format) : ReasoningFormat::none);
@@ -205,7 +211,7 @@ int run_chat(const GenerateArgs& a) {
                " tokens: start a new session");
     cache.truncate(int64_t(common));
     GenerationRequest request{std::vector<int32_t>(all.begin() + int64_t(common), all.end()), a.max_new_tokens, eos,
-                              a.mtp};
+                              a.mtp, a.draft_vocab};
     // The reply leaves special tokens out, as DeepSeek's generate.py decodes it, on screen and in the
     // conversation; the conversation keeps only its answer, not its reasoning.
     TokenStreamDecoder stream(tokenizer, /*skip_special=*/true);

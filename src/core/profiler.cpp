@@ -101,4 +101,13 @@ std::string profiler_report() {
   return out;
 }
 
+std::vector<ProfileEntry> profiler_entries() {
+  Profiler& p = profiler();
+  std::lock_guard<std::mutex> lock(p.mutex);
+  std::vector<ProfileEntry> out;
+  for (const ZoneStats& z : p.zones)
+    out.push_back({z.name, z.calls, double(z.total_ns) * 1e-9, double(z.self_ns) * 1e-9});
+  return out;
+}
+
 }  // namespace dsv3

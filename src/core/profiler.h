@@ -16,6 +16,7 @@
 #include <chrono>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace dsv3 {
 
@@ -24,6 +25,13 @@ void set_profiler_enabled(bool on);
 void reset_profiler();
 // A table of the zones, largest self time first: name, calls, total and self seconds, share of self.
 std::string profiler_report();
+// The same figures as values (benchmarks that report a breakdown).
+struct ProfileEntry {
+  std::string name;
+  int64_t calls = 0;
+  double total_seconds = 0, self_seconds = 0;
+};
+std::vector<ProfileEntry> profiler_entries();
 
 class ProfileZone {
  public:

@@ -37,6 +37,7 @@ struct GenerationRequest {
   // hold MTP rows for every position it holds (true of a fresh cache, and of one only ever extended
   // with mtp on); it ends that way too.
   bool mtp = false;
+  int64_t draft_vocab = 0;  // the draft considers ids [0, draft_vocab) only (0: all); see speculative.h
 };
 
 // Appends request.prompt to the cache, then generates. on_token is called for every sampled token

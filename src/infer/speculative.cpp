@@ -47,9 +47,13 @@ GenerationStats generate_with_mtp(const Model& model, KVCache& cache, const Gene
   GenerationStats stats;
   stats.prompt_tokens = n;
 
-  ForwardOptions last_only = options, every = options;
+  ForwardOptions last_only = options, every = options, draft_options = options;
   last_only.all_logits = false;
   every.all_logits = true;
+  draft_options.all_logits = false;
+  DSV3_CHECK(request.draft_vocab >= 0, "[generate] the draft vocabulary must not be negative");
+  const int64_t draft_vocab = request.draft_vocab > 0 ? std::min(request.draft_vocab, V) : V;
+  draft_options.head_rows = draft_vocab;
   Tensor logits, hidden, draft_logits;
   // Positions whose hidden state and next token are known but which the MTP module has not run yet.
   std::vector<float> pending_hidden;
@@ -60,8 +64,8 @@ GenerationStats generate_with_mtp(const Model& model, KVCache& cache, const Gene
   };
   auto run_mtp = [&](Tensor* out_logits) {
     if (pending_next.empty()) return;
-    mtp_forward(model, 0, cache, pending_hidden.data(), pending_next.data(), int64_t(pending_next.size()), last_only,
-                out_logits);
+    mtp_forward(model, 0, cache, pending_hidden.data(), pending_next.data(), int64_t(pending_next.size()),
+                draft_options, out_logits);
     pending_hidden.clear();
     pending_next.clear();
   };
@@ -90,10 +94,11 @@ GenerationStats generate_with_mtp(const Model& model, KVCache& cache, const Gene
     run_mtp(&draft_logits);            // drafts the token after `last`
     int32_t draft = 0;
     if (greedy) {
-      draft = sampler.sample(draft_logits.as<float>(), V);
+      draft = sampler.sample(draft_logits.as<float>(), draft_vocab);
     } else {
-      sampler.distribution(draft_logits.as<float>(), V, q);
+      sampler.distribution(draft_logits.as<float>(), draft_vocab, q);
       draft = sampler.draw(q);
+      q.resize(size_t(V), 0.0);  // ids past the draft vocabulary are never drafted
     }
     const int32_t verify[2] = {last, draft};
     forward(model, cache, verify, 2, every, &logits, &hidden);

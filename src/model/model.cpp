@@ -153,7 +153,11 @@ void mtp_forward(const Model& model, int k, KVCache& cache, const float* hidden,
   DSV3_CHECK(n > 0, "[mtp] no tokens to process");
   DSV3_CHECK(hidden != nullptr && next_tokens != nullptr, "[mtp] hidden states and next tokens are required");
   const MtpWeights& m = w.mtp[size_t(k)];
-  const int64_t H = c.hidden_size, V = m.shared_head.rows, pos0 = cache.mtp_size(k), layer = c.num_hidden_layers + k;
+  DSV3_CHECK(o.head_rows >= 0 && o.head_rows <= m.shared_head.rows, "[mtp] head_rows ", o.head_rows,
+             " outside [0, ", m.shared_head.rows, "]");
+  LinearWeight head = m.shared_head;
+  if (o.head_rows > 0) head.rows = o.head_rows;  // the first rows: a prefix of the row-major weight
+  const int64_t H = c.hidden_size, V = head.rows, pos0 = cache.mtp_size(k), layer = c.num_hidden_layers + k;
   DSV3_CHECK(pos0 + n <= cache.capacity(), "[mtp] ", pos0, " cached + ", n, " new positions exceed the KV cache "
              "capacity of ", cache.capacity());
   if (logits) ensure_shape(logits, {o.all_logits ? n : 1, V});
@@ -174,7 +178,7 @@ void mtp_forward(const Model& model, int k, KVCache& cache, const float* hidden,
     item.n = rows;
     const bool last = off + rows == n;
     if (logits && (o.all_logits || last)) item.logits = logits->as<float>() + (o.all_logits ? off * V : 0);
-    head_logits(c, m.shared_head_norm, m.shared_head, o, s, &item, segments);
+    head_logits(c, m.shared_head_norm, head, o, s, &item, segments);
   }
 }
 

@@ -34,6 +34,10 @@ struct ForwardOptions {
   AttentionImpl attention = AttentionImpl::absorbed;
   int64_t prefill_chunk = 512;  // tokens per chunk; <= 0 means the whole input at once
   bool all_logits = false;      // logits for every position instead of the last one
+  // mtp_forward only: logits for ids [0, head_rows) alone (0: the whole vocabulary). A draft over the
+  // first ids — in a BPE vocabulary the earliest merges, i.e. the most frequent tokens — reads a fraction
+  // of the head's weights; speculative decoding stays exact whatever the draft (speculative.h).
+  int64_t head_rows = 0;
 };
 
 // Processes tokens at positions cache.size() ... cache.size() + n - 1, appends them to the cache, and

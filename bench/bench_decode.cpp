@@ -1,0 +1,302 @@
+// Decode benchmark: where a batch-1 decode step's time goes, what batching sequences buys, and what MTP
+// speculation costs, on the DeepSeek-V3-shaped random model of bench_model (preset v3-1.5g, BF16 and
+// FP8 weights), each figure beside the read bandwidth measured in the same run:
+//   breakdown  batch 1: time per step by profiler zone (ops that stream weights — the projections,
+//              router, experts, dense/shared FFNs, head — against the attention core over the latent
+//              cache, and the rest: embedding, norms, residuals, rope), and the weight bytes per step over
+//              the step time as a fraction of the read bandwidth;
+//   batch      B sequences (16-token prompts each, different tokens) decoded together by forward_batch:
+//              step time, aggregate tokens/s and its ratio to batch 1, and the weight bytes one step
+//              reads — the routed experts the B tokens chose (each read once however many chose it)
+//              plus everything else once;
+//   mtp        the costs speculation trades: a 2-position verification forward and a 1-position MTP
+//              draft against a 1-position step, the speed-up they imply at an acceptance rate a,
+//              (1 + a) / ((verify + draft) / step), and a greedy generate() with and without --mtp.
+// Validation first: a batched step of 16 sequences against each sequence run alone (median over
+// sequences of max|Δlogit| / max|logit| within 2^-5: bf16 activations, kernels that block differently),
+// and greedy generation with MTP equal to plain greedy generation, token for token.
+//
+//   build/bench/bench_decode [--dir DIR] [--preset v3-1.5g] [--batches 1,2,4,8,16] [--steps 16] [--runs 3]
+// One JSON line per case.
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "bench_common.h"
+#include "bench_models.h"
+#include "core/parallel.h"
+#include "core/profiler.h"
+#include "infer/generator.h"
+#include "infer/sampler.h"
+#include "model/model.h"
+#include "model/presets.h"
+
+using namespace dsv3;
+using namespace dsv3::bench;
+
+namespace {
+
+constexpr int64_t kPromptTokens = 16;
+
+// B sequences, each prefilled with its own 16-token prompt; `next` holds each one's next token.
+struct Batch {
+  std::vector<std::unique_ptr<KVCache>> caches;
+  std::vector<int32_t> next;
+  std::vector<float> logits;  // [B, vocab]
+};
+
+Batch start_batch(const Model& model, int64_t sequences, int64_t capacity, const ForwardOptions& o) {
+  const int64_t vocab = model.config.vocab_size;
+  Batch b;
+  b.logits.resize(size_t(sequences * vocab));
+  Tensor logits;
+  for (int64_t i = 0; i < sequences; ++i) {
+    std::vector<int32_t> prompt = prompt_tokens(kPromptTokens + i, vocab);
+    prompt.erase(prompt.begin(), prompt.begin() + i);  // a different prompt per sequence
+    b.caches.push_back(std::make_unique<KVCache>(model.config, capacity));
+    forward(model, *b.caches.back(), prompt.data(), kPromptTokens, o, &logits);
+    b.next.push_back(argmax(logits.as<float>(), vocab));
+  }
+  return b;
+}
+
+// One batched decode step; returns its seconds and the routed-expert runs it made.
+double batch_step(const Model& model, Batch& b, const ForwardOptions& o, Scratch& scratch, int64_t* experts_run) {
+  const int64_t vocab = model.config.vocab_size, B = int64_t(b.caches.size());
+  std::vector<BatchItem> items;
+  for (int64_t i = 0; i < B; ++i)
+    items.push_back(BatchItem{b.caches[size_t(i)].get(), &b.next[size_t(i)], 1, b.logits.data() + i * vocab, nullptr});
+  scratch.experts_run = 0;
+  const double t0 = now_seconds();
+  forward_batch(model, items.data(), B, o, scratch);
+  const double seconds = now_seconds() - t0;
+  *experts_run = scratch.experts_run;
+  for (int64_t i = 0; i < B; ++i) b.next[size_t(i)] = argmax(b.logits.data() + i * vocab, vocab);
+  return seconds;
+}
+
+// Median over sequences of max|batched - alone| / max|alone| for one batched step of 16 sequences.
+double validate_batch(const Model& model, const ForwardOptions& o) {
+  const int64_t vocab = model.config.vocab_size, B = 16;
+  Batch batched = start_batch(model, B, kPromptTokens + 2, o);
+  Batch alone = start_batch(model, B, kPromptTokens + 2, o);
+  Scratch scratch;
+  int64_t experts = 0;
+  batch_step(model, batched, o, scratch, &experts);
+  std::vector<double> rel;
+  Tensor logits;
+  for (int64_t i = 0; i < B; ++i) {
+    forward(model, *alone.caches[size_t(i)], &alone.next[size_t(i)], 1, o, &logits);
+    double d = 0, ref = 0;
+    for (int64_t v = 0; v < vocab; ++v) {
+      d = std::max(d, std::fabs(double(batched.logits[size_t(i * vocab + v)]) - double(logits.as<float>()[v])));
+      ref = std::max(ref, std::fabs(double(logits.as<float>()[v])));
+    }
+    rel.push_back(std::isfinite(d) && ref > 0 ? d / ref : INFINITY);
+  }
+  return median(rel);
+}
+
+std::vector<int32_t> greedy_tokens(const Model& model, bool mtp, int64_t n, const ForwardOptions& o,
+                                   GenerationStats* stats) {
+  KVCache cache(model.config, kPromptTokens + n);
+  Sampler sampler(SamplingParams{});
+  std::vector<int32_t> out;
+  const GenerationRequest request{prompt_tokens(kPromptTokens, model.config.vocab_size), n, std::nullopt, mtp};
+  *stats = generate(model, cache, request, sampler, o, [&](int32_t t) {
+    out.push_back(t);
+    return true;
+  });
+  return out;
+}
+
+std::vector<int64_t> parse_list(const std::string& text) {
+  std::vector<int64_t> out;
+  std::stringstream in(text);
+  std::string item;
+  while (std::getline(in, item, ',')) out.push_back(std::stoll(item));
+  return out;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string dir = std::string(DSV3_BENCH_BINARY_DIR) + "/bench-models";
+  std::string preset = "v3-1.5g";
+  std::vector<int64_t> batches = {1, 2, 4, 8, 16};
+  int64_t steps = 16;
+  int runs = 3, threads = 0;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    const std::string flag = argv[i], value = argv[i + 1];
+    if (flag == "--dir") dir = value;
+    else if (flag == "--preset") preset = value;
+    else if (flag == "--batches") batches = parse_list(value);
+    else if (flag == "--steps") steps = std::stoll(value);
+    else if (flag == "--runs") runs = std::stoi(value);
+    else if (flag == "--threads") threads = std::stoi(value);
+    else {
+      std::fprintf(stderr, "usage: bench_decode [--dir DIR] [--preset NAME] [--batches 1,2,4,8,16] [--steps N] "
+                           "[--runs R] [--threads T]\n");
+      return 2;
+    }
+  }
+  try {
+    set_num_threads(threads);
+    const ModelConfig config = preset_config(preset);
+    ForwardOptions options;  // generation defaults: bf16 activations, absorbed attention
+    for (const bool fp8 : {false, true}) {
+      const std::string model_dir = dir + "/" + preset + (fp8 ? "-fp8" : "-bf16");
+      ensure_model(model_dir, config, fp8);
+      std::unique_ptr<Model> model = load_model(model_dir);
+      const double batch_diff = validate_batch(*model, options);
+      GenerationStats plain_stats, mtp_stats;
+      const bool has_mtp = !model->weights.mtp.empty();
+      const bool same = !has_mtp || greedy_tokens(*model, false, 24, options, &plain_stats) ==
+                                        greedy_tokens(*model, true, 24, options, &mtp_stats);
+      const bool ok = batch_diff <= 0x1p-5 && same;
+      std::printf("{\"case\": \"validate\", \"weights\": \"%s\", \"batch16_median_rel_diff_from_alone\": %.3g, "
+                  "\"bound\": %.3g, \"mtp_greedy_identical\": %s, \"ok\": %s}\n",
+                  fp8 ? "fp8" : "bf16", batch_diff, 0x1p-5, same ? "true" : "false", ok ? "true" : "false");
+      std::fflush(stdout);
+      DSV3_CHECK(ok, "[bench_decode] validation failed: nothing is timed");
+    }
+
+    ReadBandwidthProbe probe(size_t(512) << 20);
+    const BandwidthResult bw = measure_read_bandwidth(probe, 5);
+    std::printf("{\"case\": \"machine\", \"threads\": %d, \"read_bandwidth_gbs\": %.2f, \"read_streams\": %d}\n",
+                num_threads(), bw.best_gbs, bw.streams);
+    std::fflush(stdout);
+
+    for (const bool fp8 : {false, true}) {
+      const char* weights = fp8 ? "fp8" : "bf16";
+      std::unique_ptr<Model> model = load_model(dir + "/" + preset + (fp8 ? "-fp8" : "-bf16"));
+      const ModelConfig& c = model->config;
+      const PerToken costs = per_token_costs(*model);
+      const size_t routed_bytes_b1 = size_t(c.num_experts_per_tok) * size_t(costs.moe_layers) * costs.expert_bytes;
+      const size_t fixed_bytes = costs.decode_weight_bytes - routed_bytes_b1;
+      const int64_t capacity = kPromptTokens + steps * (runs + 1) + 4;
+
+      // Batch 1 under the profiler: where a step's time goes.
+      {
+        double read_peak = std::max(probe.pass(), probe.pass());
+        Batch b = start_batch(*model, 1, capacity, options);
+        Scratch scratch;
+        int64_t experts = 0;
+        batch_step(*model, b, options, scratch, &experts);  // warm-up
+        set_profiler_enabled(true);
+        reset_profiler();
+        double total = 0;
+        for (int64_t s = 0; s < steps; ++s) total += batch_step(*model, b, options, scratch, &experts);
+        const std::vector<ProfileEntry> zones = profiler_entries();
+        set_profiler_enabled(false);
+        read_peak = std::max({read_peak, probe.pass(), probe.pass()});
+        double weights_s = 0, core_s = 0, other_s = 0;
+        std::string detail;
+        for (const ProfileEntry& z : zones) {
+          const bool streams = z.name == "attn.projections" || z.name == "moe.router" || z.name == "moe.experts" ||
+                               z.name == "moe.shared" || z.name == "mlp.dense" || z.name == "head";
+          (streams ? weights_s : z.name == "attn.core" ? core_s : other_s) += z.self_seconds;
+          char item[96];
+          std::snprintf(item, sizeof(item), "%s\"%s\": %.3f", detail.empty() ? "" : ", ", z.name.c_str(),
+                        z.self_seconds / total);
+          detail += item;
+        }
+        const double step = total / double(steps);
+        const double gbs = double(costs.decode_weight_bytes) / step / 1e9;
+        std::printf("{\"case\": \"breakdown\", \"weights\": \"%s\", \"step_ms\": %.2f, \"tokens_per_s\": %.2f, "
+                    "\"weight_bytes_per_step\": %zu, \"weight_gbs\": %.2f, \"read_peak_gbs\": %.2f, "
+                    "\"fraction_of_read_peak\": %.3f, \"share_weight_streaming\": %.3f, \"share_attention_core\": "
+                    "%.3f, \"share_other\": %.3f, \"weight_streaming_gbs\": %.2f, \"zones\": {%s}}\n",
+                    weights, step * 1e3, 1.0 / step, costs.decode_weight_bytes, gbs, read_peak, gbs / read_peak,
+                    weights_s / total, core_s / total, other_s / total,
+                    double(costs.decode_weight_bytes) / (weights_s / double(steps)) / 1e9, detail.c_str());
+        std::fflush(stdout);
+      }
+
+      // Batched decode.
+      double single_tps = 0;
+      for (const int64_t B : batches) {
+        std::vector<double> step_s;
+        double experts_sum = 0, read_peak = 0;
+        for (int r = 0; r < runs; ++r) {
+          read_peak = std::max({read_peak, probe.pass(), probe.pass()});
+          Batch b = start_batch(*model, B, capacity, options);
+          Scratch scratch;
+          int64_t experts = 0;
+          batch_step(*model, b, options, scratch, &experts);  // warm-up
+          for (int64_t s = 0; s < steps; ++s) {
+            step_s.push_back(batch_step(*model, b, options, scratch, &experts));
+            experts_sum += double(experts);
+          }
+        }
+        const double step = median(step_s);
+        const double experts_per_step = experts_sum / double(step_s.size());
+        const double bytes = double(fixed_bytes) + experts_per_step * double(costs.expert_bytes);
+        const double tps = double(B) / step;
+        if (B == 1) single_tps = tps;
+        std::printf("{\"case\": \"batch\", \"weights\": \"%s\", \"sequences\": %lld, \"step_ms\": %.2f, "
+                    "\"tokens_per_s\": %.2f, \"vs_batch1\": %.2f, \"experts_run_per_step\": %.1f, "
+                    "\"experts_per_layer\": %.1f, \"weight_bytes_per_step\": %.0f, \"weight_gbs\": %.2f, "
+                    "\"read_peak_gbs\": %.2f}\n",
+                    weights, (long long)B, step * 1e3, tps, single_tps > 0 ? tps / single_tps : 0.0,
+                    experts_per_step, experts_per_step / double(std::max<int64_t>(costs.moe_layers, 1)), bytes,
+                    bytes / step / 1e9, read_peak);
+        std::fflush(stdout);
+      }
+
+      // MTP: the cost of a verification (2 positions) and of a draft against one decode step.
+      if (!model->weights.mtp.empty()) {
+        std::vector<double> one_s, two_s, draft_s;
+        const int64_t V = c.vocab_size, H = c.hidden_size;
+        for (int r = 0; r < runs; ++r) {
+          KVCache cache(c, kPromptTokens + 3 * steps + 8);
+          const std::vector<int32_t> prompt = prompt_tokens(kPromptTokens, V);
+          Tensor logits, hidden, draft_logits;
+          forward(*model, cache, prompt.data(), kPromptTokens, options, &logits, &hidden);
+          mtp_forward(*model, 0, cache, hidden.as<float>(), prompt.data() + 1, kPromptTokens - 1, options, nullptr);
+          int32_t token = argmax(logits.as<float>(), V);
+          std::vector<float> h(hidden.as<float>() + (kPromptTokens - 1) * H, hidden.as<float>() + kPromptTokens * H);
+          ForwardOptions every = options;
+          every.all_logits = true;
+          for (int64_t s = 0; s < steps; ++s) {
+            double t0 = now_seconds();
+            mtp_forward(*model, 0, cache, h.data(), &token, 1, options, &draft_logits);
+            draft_s.push_back(now_seconds() - t0);
+            const int32_t pair[2] = {token, argmax(draft_logits.as<float>(), V)};
+            t0 = now_seconds();
+            forward(*model, cache, pair, 2, every, &logits, &hidden);
+            two_s.push_back(now_seconds() - t0);
+            cache.truncate(cache.size() - 1);
+            t0 = now_seconds();
+            forward(*model, cache, &pair[1], 1, options, &logits, &hidden);
+            one_s.push_back(now_seconds() - t0);
+            token = argmax(logits.as<float>(), V);
+            std::copy_n(hidden.as<float>(), H, h.data());  // the next draft's input (timing only: the MTP
+          }                                                // rows need not follow the main positions here)
+        }
+        const double one = median(one_s), two = median(two_s), draft = median(draft_s);
+        const double cost = (two + draft) / one;
+        GenerationStats plain, spec;
+        greedy_tokens(*model, false, 64, options, &plain);
+        greedy_tokens(*model, true, 64, options, &spec);
+        std::printf("{\"case\": \"mtp\", \"weights\": \"%s\", \"step_ms\": %.2f, \"verify2_ms\": %.2f, "
+                    "\"draft_ms\": %.2f, \"verify_over_step\": %.3f, \"speculative_step_over_step\": %.3f, "
+                    "\"implied_speedup_at_acceptance_0.85\": %.3f, \"break_even_acceptance\": %.3f, "
+                    "\"generate_tokens_per_s\": %.2f, \"generate_mtp_tokens_per_s\": %.2f, "
+                    "\"random_model_acceptance\": %.3f}\n",
+                    weights, one * 1e3, two * 1e3, draft * 1e3, two / one, cost, 1.85 / cost, cost - 1.0,
+                    plain.decode_tokens_per_second(), spec.decode_tokens_per_second(), spec.acceptance_rate());
+        std::fflush(stdout);
+      }
+    }
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "bench_decode: error: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}
