@@ -115,6 +115,27 @@ std::vector<int32_t> greedy_tokens(const Model& model, bool mtp, int64_t n, cons
   return out;
 }
 
+// The profiler's zones as JSON members "zone": share of `total` seconds, and the shares of the zones that
+// stream weights (projections, router, experts, dense/shared FFNs, head), of the attention core, and of
+// the rest (embedding, norms, residuals, rope, expert gathering outside the zones).
+struct ZoneShares {
+  double weights = 0, attention_core = 0, other = 0;
+  std::string json;
+};
+ZoneShares zone_shares(double total) {
+  ZoneShares z;
+  for (const ProfileEntry& e : profiler_entries()) {
+    const bool streams = e.name == "attn.projections" || e.name == "moe.router" || e.name == "moe.experts" ||
+                         e.name == "moe.shared" || e.name == "mlp.dense" || e.name == "head";
+    (streams ? z.weights : e.name == "attn.core" ? z.attention_core : z.other) += e.self_seconds / total;
+    char item[96];
+    std::snprintf(item, sizeof(item), "%s\"%s\": %.3f", z.json.empty() ? "" : ", ", e.name.c_str(),
+                  e.self_seconds / total);
+    z.json += item;
+  }
+  return z;
+}
+
 std::vector<int64_t> parse_list(const std::string& text) {
   std::vector<int64_t> out;
   std::stringstream in(text);
@@ -192,20 +213,9 @@ int main(int argc, char** argv) {
         reset_profiler();
         double total = 0;
         for (int64_t s = 0; s < steps; ++s) total += batch_step(*model, b, options, scratch, &experts);
-        const std::vector<ProfileEntry> zones = profiler_entries();
+        const ZoneShares z = zone_shares(total);
         set_profiler_enabled(false);
         read_peak = std::max({read_peak, probe.pass(), probe.pass()});
-        double weights_s = 0, core_s = 0, other_s = 0;
-        std::string detail;
-        for (const ProfileEntry& z : zones) {
-          const bool streams = z.name == "attn.projections" || z.name == "moe.router" || z.name == "moe.experts" ||
-                               z.name == "moe.shared" || z.name == "mlp.dense" || z.name == "head";
-          (streams ? weights_s : z.name == "attn.core" ? core_s : other_s) += z.self_seconds;
-          char item[96];
-          std::snprintf(item, sizeof(item), "%s\"%s\": %.3f", detail.empty() ? "" : ", ", z.name.c_str(),
-                        z.self_seconds / total);
-          detail += item;
-        }
         const double step = total / double(steps);
         const double gbs = double(costs.decode_weight_bytes) / step / 1e9;
         std::printf("{\"case\": \"breakdown\", \"weights\": \"%s\", \"step_ms\": %.2f, \"tokens_per_s\": %.2f, "
@@ -213,8 +223,32 @@ int main(int argc, char** argv) {
                     "\"fraction_of_read_peak\": %.3f, \"share_weight_streaming\": %.3f, \"share_attention_core\": "
                     "%.3f, \"share_other\": %.3f, \"weight_streaming_gbs\": %.2f, \"zones\": {%s}}\n",
                     weights, step * 1e3, 1.0 / step, costs.decode_weight_bytes, gbs, read_peak, gbs / read_peak,
-                    weights_s / total, core_s / total, other_s / total,
-                    double(costs.decode_weight_bytes) / (weights_s / double(steps)) / 1e9, detail.c_str());
+                    z.weights, z.attention_core, z.other,
+                    double(costs.decode_weight_bytes) / (z.weights * step) / 1e9, z.json.c_str());
+        std::fflush(stdout);
+      }
+
+      // A 512-token prefill under the profiler: where prefill time goes.
+      {
+        const int64_t n = 512;
+        const std::vector<int32_t> prompt = prompt_tokens(n, c.vocab_size);
+        Tensor logits;
+        {
+          KVCache warm(c, n);
+          forward(*model, warm, prompt.data(), n, options, &logits);
+        }
+        KVCache cache(c, n);
+        set_profiler_enabled(true);
+        reset_profiler();
+        const double t0 = now_seconds();
+        forward(*model, cache, prompt.data(), n, options, &logits);
+        const double total = now_seconds() - t0;
+        const ZoneShares z = zone_shares(total);
+        set_profiler_enabled(false);
+        std::printf("{\"case\": \"prefill_breakdown\", \"weights\": \"%s\", \"prompt_tokens\": %lld, "
+                    "\"tokens_per_s\": %.1f, \"share_projections_and_ffn\": %.3f, \"share_attention_core\": %.3f, "
+                    "\"share_other\": %.3f, \"zones\": {%s}}\n",
+                    weights, (long long)n, double(n) / total, z.weights, z.attention_core, z.other, z.json.c_str());
         std::fflush(stdout);
       }
 
@@ -251,7 +285,7 @@ int main(int argc, char** argv) {
 
       // MTP: the cost of a verification (2 positions) and of a draft against one decode step.
       if (!model->weights.mtp.empty()) {
-        std::vector<double> one_s, two_s, draft_s;
+        std::vector<double> one_s, two_s, draft_s, narrow_draft_s;
         const int64_t V = c.vocab_size, H = c.hidden_size;
         for (int r = 0; r < runs; ++r) {
           KVCache cache(c, kPromptTokens + 3 * steps + 8);
@@ -267,6 +301,11 @@ int main(int argc, char** argv) {
             double t0 = now_seconds();
             mtp_forward(*model, 0, cache, h.data(), &token, 1, options, &draft_logits);
             draft_s.push_back(now_seconds() - t0);
+            ForwardOptions narrow = options;  // a draft over the first quarter of the ids
+            narrow.head_rows = V / 4;
+            t0 = now_seconds();
+            mtp_forward(*model, 0, cache, h.data(), &token, 1, narrow, &logits);
+            narrow_draft_s.push_back(now_seconds() - t0);
             const int32_t pair[2] = {token, argmax(draft_logits.as<float>(), V)};
             t0 = now_seconds();
             forward(*model, cache, pair, 2, every, &logits, &hidden);
@@ -280,16 +319,20 @@ int main(int argc, char** argv) {
           }                                                // rows need not follow the main positions here)
         }
         const double one = median(one_s), two = median(two_s), draft = median(draft_s);
-        const double cost = (two + draft) / one;
+        const double narrow_draft = median(narrow_draft_s);
+        const double cost = (two + draft) / one, narrow_cost = (two + narrow_draft) / one;
         GenerationStats plain, spec;
         greedy_tokens(*model, false, 64, options, &plain);
         greedy_tokens(*model, true, 64, options, &spec);
         std::printf("{\"case\": \"mtp\", \"weights\": \"%s\", \"step_ms\": %.2f, \"verify2_ms\": %.2f, "
-                    "\"draft_ms\": %.2f, \"verify_over_step\": %.3f, \"speculative_step_over_step\": %.3f, "
-                    "\"implied_speedup_at_acceptance_0.85\": %.3f, \"break_even_acceptance\": %.3f, "
+                    "\"draft_ms\": %.2f, \"draft_quarter_vocab_ms\": %.2f, \"verify_over_step\": %.3f, "
+                    "\"speculative_step_over_step\": %.3f, \"implied_speedup_at_acceptance_0.85\": %.3f, "
+                    "\"break_even_acceptance\": %.3f, \"quarter_vocab_speculative_step_over_step\": %.3f, "
+                    "\"quarter_vocab_implied_speedup_at_0.85\": %.3f, "
                     "\"generate_tokens_per_s\": %.2f, \"generate_mtp_tokens_per_s\": %.2f, "
                     "\"random_model_acceptance\": %.3f}\n",
-                    weights, one * 1e3, two * 1e3, draft * 1e3, two / one, cost, 1.85 / cost, cost - 1.0,
+                    weights, one * 1e3, two * 1e3, draft * 1e3, narrow_draft * 1e3, two / one, cost, 1.85 / cost,
+                    cost - 1.0, narrow_cost, 1.85 / narrow_cost,
                     plain.decode_tokens_per_second(), spec.decode_tokens_per_second(), spec.acceptance_rate());
         std::fflush(stdout);
       }
