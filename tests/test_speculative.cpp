@@ -52,7 +52,9 @@ TEST(Speculative, AcceptOrResampleEmitsTheTargetDistribution) {
       const int32_t token = accept_or_resample(p, q, draft, sampler, &accepted);
       counts[size_t(token)] += 1;
       accepted_count += accepted;
-      if (accepted) ASSERT_EQ(token, draft);
+      if (accepted) {
+        ASSERT_EQ(token, draft);
+      }
     }
     EXPECT_LT(chi_square(counts, p, draws), chi_square_bound(p.size()));
     // The acceptance probability is Σ min(p, q).

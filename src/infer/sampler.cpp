@@ -32,13 +32,15 @@ Sampler::Sampler(const SamplingParams& params) : params_(params), rng_(params.se
   DSV3_CHECK(params.top_p > 0 && params.top_p <= 1, "[sampler] top-p must be in (0, 1], got ", params.top_p);
 }
 
+int32_t Sampler::greedy_choice(const float* logits, int64_t vocab) const {
+  const int32_t best = argmax(logits, vocab, params_.allowed_ids.get());
+  DSV3_CHECK(best >= 0, "[sampler] no token id below ", vocab, " is allowed (allowed_ids marks none of them): "
+             "build the mask from the model's tokenizer");
+  return best;
+}
+
 int32_t Sampler::sample(const float* logits, int64_t vocab) {
-  if (params_.temperature == 0.0f) {
-    const int32_t best = argmax(logits, vocab, params_.allowed_ids.get());
-    DSV3_CHECK(best >= 0, "[sampler] no token id below ", vocab, " is allowed (allowed_ids marks none of them): "
-               "build the mask from the model's tokenizer");
-    return best;
-  }
+  if (params_.temperature == 0.0f) return greedy_choice(logits, vocab);
 
   double kept_total = 0;
   const size_t keep = weigh_candidates(logits, vocab, &kept_total);
@@ -96,10 +98,7 @@ size_t Sampler::weigh_candidates(const float* logits, int64_t vocab, double* kep
 void Sampler::distribution(const float* logits, int64_t vocab, std::vector<double>& probs) {
   probs.assign(size_t(vocab), 0.0);
   if (params_.temperature == 0.0f) {
-    const int32_t best = argmax(logits, vocab, params_.allowed_ids.get());
-    DSV3_CHECK(best >= 0, "[sampler] no token id below ", vocab, " is allowed (allowed_ids marks none of them): "
-             "build the mask from the model's tokenizer");
-    probs[size_t(best)] = 1.0;
+    probs[size_t(greedy_choice(logits, vocab))] = 1.0;
     return;
   }
   double kept_total = 0;

@@ -56,6 +56,8 @@ class Sampler {
   // Fills candidates_ with the ids sample() may pick (temperature > 0), best first, each with its
   // unnormalised weight; returns how many lead the list (top-k and top-p applied) and their weight sum.
   size_t weigh_candidates(const float* logits, int64_t vocab, double* kept_total);
+  // The greedy choice: the best allowed id (throws when none is allowed).
+  int32_t greedy_choice(const float* logits, int64_t vocab) const;
 };
 
 // log Σ exp(logits[i]) over [0, n), in double with the maximum subtracted first: a token's

@@ -85,8 +85,7 @@ GenerationStats generate_with_mtp(const Model& model, KVCache& cache, const Gene
   };
   int32_t last = sampler.sample(logits.as<float>(), V);  // emitted, not yet in the cache
   push_pending(hidden.as<float>(), n - 1, request.prompt.data() + 1);
-  pending_hidden.insert(pending_hidden.end(), hidden.as<float>() + (n - 1) * H, hidden.as<float>() + n * H);
-  pending_next.push_back(last);
+  push_pending(hidden.as<float>() + (n - 1) * H, 1, &last);
   bool running = emit(last);
   std::vector<double> p, q;
   while (running) {

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <span>
 
 #include "core/error.h"
 #include "core/parallel.h"
@@ -21,7 +22,7 @@ void ensure_shape(Tensor* t, const Shape& shape) {
 
 // Rope tables of every row of the chunk, each at its segment's positions; the context over them.
 ChunkContext make_context(const ModelWeights& w, const ForwardOptions& o, Scratch& s,
-                          const std::vector<ChunkSegment>& segments, int64_t n) {
+                          std::span<const ChunkSegment> segments, int64_t n) {
   const int64_t half = w.rope.dim / 2;
   for (const ChunkSegment& seg : segments)
     rope_tables(w.rope, seg.pos, seg.n, s.rope_cos.data() + seg.row * half, s.rope_sin.data() + seg.row * half);
@@ -37,17 +38,11 @@ ChunkContext make_context(const ModelWeights& w, const ForwardOptions& o, Scratc
   return c;
 }
 
-int64_t max_capacity(const std::vector<ChunkSegment>& segments) {
-  int64_t most = 0;
-  for (const ChunkSegment& seg : segments) most = std::max(most, seg.cache->capacity());
-  return most;
-}
-
 // The final norm of the chunk's rows (into s.normed) and the head: every row of the items that want
 // all logits, and the last rows of the others gathered into one product, so the head's weights are read
 // once per step.
 void head_logits(const ModelConfig& config, const Tensor& norm, const LinearWeight& head, const ForwardOptions& o,
-                 Scratch& s, const BatchItem* items, const std::vector<ChunkSegment>& segments) {
+                 Scratch& s, const BatchItem* items, std::span<const ChunkSegment> segments) {
   DSV3_ZONE("head");
   const int64_t H = config.hidden_size, V = head.rows;
   const int64_t n = segments.back().row + segments.back().n;
@@ -96,7 +91,7 @@ void forward_batch(const Model& model, BatchItem* items, int64_t num_items, cons
   DSV3_CHECK(num_items > 0, "[forward] no sequences to process");
   thread_local std::vector<ChunkSegment> segments;  // reused: decode steps do not allocate
   segments.resize(static_cast<size_t>(num_items));
-  int64_t rows = 0;
+  int64_t rows = 0, most_positions = 0;
   for (int64_t i = 0; i < num_items; ++i) {
     const BatchItem& item = items[i];
     DSV3_CHECK(item.cache != nullptr && item.tokens != nullptr && item.n > 0, "[forward] batch item ", i,
@@ -109,8 +104,9 @@ void forward_batch(const Model& model, BatchItem* items, int64_t num_items, cons
       DSV3_CHECK(items[j].cache != item.cache, "[forward] batch items ", j, " and ", i, " share a KV cache");
     segments[size_t(i)] = ChunkSegment{item.cache, pos, item.n, rows};
     rows += item.n;
+    most_positions = std::max(most_positions, item.cache->capacity());
   }
-  s.reserve(c, rows, max_capacity(segments), num_threads());
+  s.reserve(c, rows, most_positions, num_threads());
   const ChunkContext ctx = make_context(w, o, s, segments, rows);
   for (int64_t i = 0; i < num_items; ++i)
     embedding_gather(w.embed_tokens, items[i].tokens, items[i].n, s.x.data() + segments[size_t(i)].row * H);
@@ -166,9 +162,9 @@ void mtp_forward(const Model& model, int k, KVCache& cache, const float* hidden,
   Scratch& s = cache.scratch();
   for (int64_t off = 0; off < n; off += chunk) {
     const int64_t rows = std::min(chunk, n - off);
-    const std::vector<ChunkSegment> segments{ChunkSegment{&cache, pos0 + off, rows, 0}};
+    const ChunkSegment segment{&cache, pos0 + off, rows, 0};
     s.reserve(c, rows, cache.capacity(), num_threads());
-    const ChunkContext ctx = make_context(w, o, s, segments, rows);
+    const ChunkContext ctx = make_context(w, o, s, {&segment, 1}, rows);
     embedding_gather(m.embed_tokens, next_tokens + off, rows, s.x.data());
     mtp_input(c, m, s.x.data(), hidden + off * H, rows, o.precision, s.concat.data(), s.x.data());
     block_forward(c, m.block, layer, ctx, s, s.x.data());
@@ -178,7 +174,7 @@ void mtp_forward(const Model& model, int k, KVCache& cache, const float* hidden,
     item.n = rows;
     const bool last = off + rows == n;
     if (logits && (o.all_logits || last)) item.logits = logits->as<float>() + (o.all_logits ? off * V : 0);
-    head_logits(c, m.shared_head_norm, head, o, s, &item, segments);
+    head_logits(c, m.shared_head_norm, head, o, s, &item, {&segment, 1});
   }
 }
 
