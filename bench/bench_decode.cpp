@@ -17,7 +17,9 @@
 // and greedy generation with MTP equal to plain greedy generation, token for token.
 //
 //   build/bench/bench_decode [--dir DIR] [--preset v3-1.5g] [--batches 1,2,4,8,16] [--steps 16] [--runs 3]
-// One JSON line per case.
+//                            [--cases breakdown,prefill,batch,mtp] [--weights bf16,fp8] [--threads T]
+// One JSON line per case. The batch case also reports where the largest batch's step goes, by profiler
+// zone, from one extra profiled pass (not the timed ones).
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -136,6 +138,23 @@ ZoneShares zone_shares(double total) {
   return z;
 }
 
+// `steps` decode steps of B sequences under the profiler (after one warm-up step): their total seconds
+// and the zones' shares of it.
+ZoneShares profiled_steps(const Model& model, int64_t B, int64_t capacity, int64_t steps,
+                          const ForwardOptions& options, double* total) {
+  Batch b = start_batch(model, B, capacity, options);
+  Scratch scratch;
+  int64_t experts = 0;
+  batch_step(model, b, options, scratch, &experts);
+  set_profiler_enabled(true);
+  reset_profiler();
+  *total = 0;
+  for (int64_t s = 0; s < steps; ++s) *total += batch_step(model, b, options, scratch, &experts);
+  const ZoneShares z = zone_shares(*total);
+  set_profiler_enabled(false);
+  return z;
+}
+
 std::vector<int64_t> parse_list(const std::string& text) {
   std::vector<int64_t> out;
   std::stringstream in(text);
@@ -152,25 +171,49 @@ int main(int argc, char** argv) {
   std::vector<int64_t> batches = {1, 2, 4, 8, 16};
   int64_t steps = 16;
   int runs = 3, threads = 0;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    const std::string flag = argv[i], value = argv[i + 1];
+  std::string cases = "breakdown,prefill,batch,mtp", weight_kinds = "bf16,fp8";
+  const char* usage =
+      "usage: bench_decode [--dir DIR] [--preset NAME] [--batches 1,2,4,8,16] [--steps N] [--runs R]\n"
+      "                    [--cases breakdown,prefill,batch,mtp] [--weights bf16,fp8] [--threads T]\n";
+  for (int i = 1; i < argc; i += 2) {
+    const std::string flag = argv[i];
+    if (flag == "--help" || flag == "-h") {
+      std::fputs(usage, stdout);
+      return 0;
+    }
+    if (i + 1 >= argc) {
+      std::fprintf(stderr, "bench_decode: %s needs a value\n%s", flag.c_str(), usage);
+      return 2;
+    }
+    const std::string value = argv[i + 1];
     if (flag == "--dir") dir = value;
     else if (flag == "--preset") preset = value;
     else if (flag == "--batches") batches = parse_list(value);
     else if (flag == "--steps") steps = std::stoll(value);
     else if (flag == "--runs") runs = std::stoi(value);
     else if (flag == "--threads") threads = std::stoi(value);
+    else if (flag == "--cases") cases = value;
+    else if (flag == "--weights") weight_kinds = value;
     else {
-      std::fprintf(stderr, "usage: bench_decode [--dir DIR] [--preset NAME] [--batches 1,2,4,8,16] [--steps N] "
-                           "[--runs R] [--threads T]\n");
+      std::fprintf(stderr, "bench_decode: unknown option %s\n%s", flag.c_str(), usage);
       return 2;
     }
   }
+  auto wanted = [](const std::string& list, const std::string& item) {
+    std::stringstream in(list);
+    std::string each;
+    while (std::getline(in, each, ','))
+      if (each == item) return true;
+    return false;
+  };
   try {
     set_num_threads(threads);
     const ModelConfig config = preset_config(preset);
     ForwardOptions options;  // generation defaults: bf16 activations, absorbed attention
-    for (const bool fp8 : {false, true}) {
+    std::vector<bool> kinds;
+    if (wanted(weight_kinds, "bf16")) kinds.push_back(false);
+    if (wanted(weight_kinds, "fp8")) kinds.push_back(true);
+    for (const bool fp8 : kinds) {
       const std::string model_dir = dir + "/" + preset + (fp8 ? "-fp8" : "-bf16");
       ensure_model(model_dir, config, fp8);
       std::unique_ptr<Model> model = load_model(model_dir);
@@ -193,7 +236,7 @@ int main(int argc, char** argv) {
                 num_threads(), bw.best_gbs, bw.streams);
     std::fflush(stdout);
 
-    for (const bool fp8 : {false, true}) {
+    for (const bool fp8 : kinds) {
       const char* weights = fp8 ? "fp8" : "bf16";
       std::unique_ptr<Model> model = load_model(dir + "/" + preset + (fp8 ? "-fp8" : "-bf16"));
       const ModelConfig& c = model->config;
@@ -203,18 +246,10 @@ int main(int argc, char** argv) {
       const int64_t capacity = kPromptTokens + steps * (runs + 1) + 4;
 
       // Batch 1 under the profiler: where a step's time goes.
-      {
+      if (wanted(cases, "breakdown")) {
         double read_peak = std::max(probe.pass(), probe.pass());
-        Batch b = start_batch(*model, 1, capacity, options);
-        Scratch scratch;
-        int64_t experts = 0;
-        batch_step(*model, b, options, scratch, &experts);  // warm-up
-        set_profiler_enabled(true);
-        reset_profiler();
         double total = 0;
-        for (int64_t s = 0; s < steps; ++s) total += batch_step(*model, b, options, scratch, &experts);
-        const ZoneShares z = zone_shares(total);
-        set_profiler_enabled(false);
+        const ZoneShares z = profiled_steps(*model, 1, capacity, steps, options, &total);
         read_peak = std::max({read_peak, probe.pass(), probe.pass()});
         const double step = total / double(steps);
         const double gbs = double(costs.decode_weight_bytes) / step / 1e9;
@@ -229,7 +264,7 @@ int main(int argc, char** argv) {
       }
 
       // A 512-token prefill under the profiler: where prefill time goes.
-      {
+      if (wanted(cases, "prefill")) {
         const int64_t n = 512;
         const std::vector<int32_t> prompt = prompt_tokens(n, c.vocab_size);
         Tensor logits;
@@ -254,7 +289,7 @@ int main(int argc, char** argv) {
 
       // Batched decode.
       double single_tps = 0;
-      for (const int64_t B : batches) {
+      for (const int64_t B : wanted(cases, "batch") ? batches : std::vector<int64_t>{}) {
         std::vector<double> step_s;
         double experts_sum = 0, read_peak = 0;
         for (int r = 0; r < runs; ++r) {
@@ -268,6 +303,11 @@ int main(int argc, char** argv) {
             experts_sum += double(experts);
           }
         }
+        std::string zones;
+        if (B == batches.back()) {
+          double total = 0;
+          zones = ", \"zones\": {" + profiled_steps(*model, B, capacity, steps, options, &total).json + "}";
+        }
         const double step = median(step_s);
         const double experts_per_step = experts_sum / double(step_s.size());
         const double bytes = double(fixed_bytes) + experts_per_step * double(costs.expert_bytes);
@@ -276,15 +316,15 @@ int main(int argc, char** argv) {
         std::printf("{\"case\": \"batch\", \"weights\": \"%s\", \"sequences\": %lld, \"step_ms\": %.2f, "
                     "\"tokens_per_s\": %.2f, \"vs_batch1\": %.2f, \"experts_run_per_step\": %.1f, "
                     "\"experts_per_layer\": %.1f, \"weight_bytes_per_step\": %.0f, \"weight_gbs\": %.2f, "
-                    "\"read_peak_gbs\": %.2f}\n",
+                    "\"read_peak_gbs\": %.2f%s}\n",
                     weights, (long long)B, step * 1e3, tps, single_tps > 0 ? tps / single_tps : 0.0,
                     experts_per_step, experts_per_step / double(std::max<int64_t>(costs.moe_layers, 1)), bytes,
-                    bytes / step / 1e9, read_peak);
+                    bytes / step / 1e9, read_peak, zones.c_str());
         std::fflush(stdout);
       }
 
       // MTP: the cost of a verification (2 positions) and of a draft against one decode step.
-      if (!model->weights.mtp.empty()) {
+      if (wanted(cases, "mtp") && !model->weights.mtp.empty()) {
         std::vector<double> one_s, two_s, draft_s, narrow_draft_s;
         const int64_t V = c.vocab_size, H = c.hidden_size;
         for (int r = 0; r < runs; ++r) {

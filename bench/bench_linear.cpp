@@ -11,7 +11,9 @@
 //                             oneDNN's bf16 matmul for BF16 weights with bf16 activations on a CPU that has
 //                             one, the f32 matmul otherwise — measured at 2048³ and at the case's own shape
 //   crossover                 GEMV vs GEMM seconds for 1..64 tokens (how gemm_min_tokens was chosen)
-// Usage: bench_linear [--quick] [--threads N]
+// The validate and gemv cases run once per SIMD implementation of the gemv family the CPU has (avx512,
+// avx2), named in "kernel"; the crossover uses the default one.
+// Usage: bench_linear [--quick] [--gemv-only] [--threads N]
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -230,13 +232,14 @@ void bench_crossover(DType dtype, int64_t rows, int64_t cols, int runs) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  bool quick = false;
+  bool quick = false, gemv_only = false;
   int threads = 0;
   for (int i = 1; i < argc; ++i) {
     if (std::strcmp(argv[i], "--quick") == 0) quick = true;
+    else if (std::strcmp(argv[i], "--gemv-only") == 0) gemv_only = true;
     else if (std::strcmp(argv[i], "--threads") == 0 && i + 1 < argc) threads = std::atoi(argv[++i]);
     else {
-      std::fprintf(stderr, "usage: bench_linear [--quick] [--threads N]\n");
+      std::fprintf(stderr, "usage: bench_linear [--quick] [--gemv-only] [--threads N]\n");
       return 2;
     }
   }
@@ -256,11 +259,20 @@ int main(int argc, char** argv) {
         if (!quick) gemm_cases.push_back({dtype, 1536, 7168, p});
       }
 
+    std::vector<std::string> gemv_kernels;
+    for (const std::string& k : kernel_variants(KernelFamily::gemv))
+      if (k != "scalar") gemv_kernels.push_back(k);
+    if (gemv_kernels.empty()) gemv_kernels.push_back("scalar");
+    if (gemv_only) gemm_cases.clear();
+
     // Validation of every timed case, before any figure.
-    for (DType dtype : {DType::BF16, DType::F8_E4M3}) {
-      const OwnedWeight o = make_weight(dtype, 1536, 2048, 100);  // the first shape of make_set
-      for (Precision p : {Precision::bf16, Precision::f32}) validate_case(o.w, 1, p, LinearPath::gemv);
-      for (int64_t n : {2, 4, 8}) validate_case(o.w, n, Precision::bf16, LinearPath::gemv);
+    for (const std::string& kernel : gemv_kernels) {
+      ScopedKernel use(KernelFamily::gemv, kernel);
+      for (DType dtype : {DType::BF16, DType::F8_E4M3}) {
+        const OwnedWeight o = make_weight(dtype, 1536, 2048, 100);  // the first shape of make_set
+        for (Precision p : {Precision::bf16, Precision::f32}) validate_case(o.w, 1, p, LinearPath::gemv);
+        for (int64_t n : {2, 4, 8, 16}) validate_case(o.w, n, Precision::bf16, LinearPath::gemv);
+      }
     }
     for (const GemmCase& g : gemm_cases) {
       const OwnedWeight o = make_weight(g.dtype, g.rows, g.cols, 3);
@@ -288,9 +300,13 @@ int main(int argc, char** argv) {
 
     for (DType dtype : {DType::BF16, DType::F8_E4M3}) {
       const WeightSet set = make_set(dtype, set_bytes);
-      for (Precision p : {Precision::bf16, Precision::f32}) bench_gemv(set, p, 1, probe, runs);
-      for (int64_t n : {2, 4, 8}) bench_gemv(set, Precision::bf16, n, probe, quick ? 3 : 5);
+      for (const std::string& kernel : gemv_kernels) {
+        ScopedKernel use(KernelFamily::gemv, kernel);
+        for (Precision p : {Precision::bf16, Precision::f32}) bench_gemv(set, p, 1, probe, runs);
+        for (int64_t n : {2, 4, 8, 16}) bench_gemv(set, Precision::bf16, n, probe, quick ? 3 : 5);
+      }
     }
+    if (gemv_only) return 0;
     for (const GemmCase& g : gemm_cases)
       bench_gemm(g.dtype, g.rows, g.cols, g.p, runs_on_bf16_matmul(g.dtype, g.p) ? peak_bf16 : peak_f32, runs);
     for (DType dtype : {DType::BF16, DType::F8_E4M3}) bench_crossover(dtype, 2048, 2048, runs);

@@ -55,8 +55,13 @@ TEST(KernelPaths, NativeBuildHoldsEveryPathThisCpuRuns) {
   const bool avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                       __builtin_cpu_supports("avx512vl");
   const bool avx512_bf16 = avx512 && __builtin_cpu_supports("avx512bf16");
+  // The GEMV's SIMD files are compiled for their own instruction sets in every x86-64 build and chosen
+  // by what the CPU has.
+  const bool f16c_dq = __builtin_cpu_supports("f16c") && __builtin_cpu_supports("avx512dq");
+  EXPECT_EQ(has(KernelFamily::gemv, "avx2"), avx2 && __builtin_cpu_supports("f16c"));
+  EXPECT_EQ(has(KernelFamily::gemv, "avx512"), avx2 && avx512 && f16c_dq);
+  EXPECT_EQ(has(KernelFamily::gemv, "avx512_bf16"), avx2 && avx512_bf16 && f16c_dq);
 #if defined(DSV3_NATIVE_BUILD)
-  EXPECT_EQ(has(KernelFamily::gemv, "avx2"), avx2);
   EXPECT_EQ(has(KernelFamily::fp8_convert, "avx2"), avx2);
   EXPECT_EQ(has(KernelFamily::fp8_gemm, "avx2_fma"), avx2);
   EXPECT_EQ(has(KernelFamily::fp8_convert, "avx512"), avx512);

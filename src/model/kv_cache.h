@@ -14,6 +14,7 @@
 
 #include "core/tensor.h"
 #include "model/config.h"
+#include "ops/linear.h"
 
 namespace dsv3 {
 
@@ -46,6 +47,7 @@ struct Scratch {
   std::vector<float> ffn_gate;       // [max(n·k·moe_inter, n·n_shared·moe_inter, n·inter)]
   std::vector<float> ffn_up;         // same
   std::vector<float> shared_y;       // [n, H]
+  std::vector<LinearCall> expert_calls;  // [2·E] the routed experts' products, run as one linear_group
   int64_t experts_run = 0;           // routed-expert runs so far (counted by moe_forward; benchmarks reset it)
   std::vector<float> head_out;       // [sequences, vocab] batched head logits (grown by forward_batch)
 

@@ -1,13 +1,16 @@
 // Which implementation each SIMD kernel family of src/ops/cpu runs.
 //
 // A build holds every implementation its target instruction set allows — an AVX-512 build also holds
-// the AVX2 kernels that AVX2-only CPUs run, and every family keeps its scalar twin — and each family
+// the AVX2 kernels that AVX2-only CPUs run, and every family keeps its scalar twin; the gemv family,
+// which decode's speed rests on, holds its AVX2 and AVX-512 kernels in every x86-64 build, portable
+// ones included, and lists those the CPU runs — and each family
 // uses its best one unless told otherwise. Tests run every family with each of its implementations in
 // turn (tests/test_kernel_paths.cpp and the kernels' own tests), so every path is exercised on every
 // CPU the tests run on, not only the one this CPU would pick; benchmarks name the one they time.
 //
 //   family        implementations, best first (those this build and CPU have)
-//   gemv          avx2, scalar                       linear() for few tokens (ops/linear.h)
+//   gemv          avx512, avx2, scalar               linear() for few tokens (ops/linear.h); chosen by
+//                                                    the CPU at run time in any build (ops/cpu/gemv.cpp)
 //   fp8_convert   avx512, avx2, scalar               FP8 conversions and quantizers (ops/fp8.h)
 //   fp8_gemm      avx512_bf16, avx512_fma, avx2_fma, scalar   fp8_gemm's default accumulation
 //   bf16_matmul   onednn_bf16, f32_matmul            gemm_bf16 and fp8_gemm_by_runs (ops/gemm.h):

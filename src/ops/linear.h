@@ -43,6 +43,20 @@ enum class LinearPath { automatic, gemv, gemm };
 void linear(const LinearWeight& w, const float* x, float* y, int64_t n_tokens, Precision precision,
             LinearPath path = LinearPath::automatic);
 
+// One product of a linear_group: y = x · Wᵀ for n_tokens rows of x.
+struct LinearCall {
+  const LinearWeight* w = nullptr;
+  const float* x = nullptr;
+  float* y = nullptr;
+  int64_t n_tokens = 0;
+};
+
+// Runs each call as linear(w, x, y, n_tokens, precision) would, with identical results, but the calls
+// that take the GEMV run together in one parallel region over all their rows, split by weight bytes.
+// For the many small matrices of a MoE layer at decode (a few MB each, where a parallel region per
+// matrix costs as much as streaming it). The calls' outputs must not overlap their inputs.
+void linear_group(const LinearCall* calls, int64_t n_calls, Precision precision);
+
 // Writes rows [row_begin, row_end) of W dequantized to f32 into out ([row_end - row_begin, cols]).
 // For model code that needs a weight as numbers (e.g. MLA absorption of kv_b_proj). Single-threaded.
 void dequantize_rows(const LinearWeight& w, int64_t row_begin, int64_t row_end, float* out);

@@ -4,6 +4,9 @@
 
 #include <array>
 #include <atomic>
+#include <cstdio>
+#include <cstdlib>
+#include <sstream>
 
 #include "core/error.h"
 #include "ops/cpu/kernel_lists.h"
@@ -21,6 +24,30 @@ struct Registry {
     variants[size_t(KernelFamily::fp8_convert)] = cpu::fp8_convert_kernel_list();
     variants[size_t(KernelFamily::fp8_gemm)] = cpu::fp8_gemm_kernel_list();
     variants[size_t(KernelFamily::bf16_matmul)] = cpu::bf16_matmul_kernel_list();
+    if (const char* env = std::getenv("DSV3_KERNELS")) apply_environment(env);
+  }
+
+  // DSV3_KERNELS="family=variant,..." (e.g. gemv=avx2) picks implementations for a whole run, for
+  // comparing them in benchmarks and commands. A name this build or CPU lacks is reported and ignored.
+  void apply_environment(const std::string& text) {
+    std::stringstream in(text);
+    std::string item;
+    while (std::getline(in, item, ',')) {
+      const size_t eq = item.find('=');
+      bool applied = false;
+      for (KernelFamily f : kKernelFamilies) {
+        if (eq == std::string::npos || item.substr(0, eq) != kernel_family_name(f)) continue;
+        const std::vector<std::string>& list = variants[size_t(f)];
+        for (size_t i = 0; i < list.size(); ++i)
+          if (list[i] == item.substr(eq + 1)) {
+            active[size_t(f)].store(int(i), std::memory_order_relaxed);
+            applied = true;
+          }
+      }
+      if (!applied)
+        std::fprintf(stderr, "[kernels] DSV3_KERNELS: ignoring '%s' (not family=implementation of this build and "
+                             "CPU)\n", item.c_str());
+    }
   }
 };
 
