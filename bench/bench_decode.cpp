@@ -124,7 +124,8 @@ struct ZoneShares {
   double weights = 0, attention_core = 0, other = 0;
   std::string json;
 };
-ZoneShares zone_shares(double total) {
+// With per_call > 0 the JSON gives milliseconds per call (self seconds / per_call) instead of shares.
+ZoneShares zone_shares(double total, int64_t per_call = 0) {
   ZoneShares z;
   for (const ProfileEntry& e : profiler_entries()) {
     const bool streams = e.name == "attn.projections" || e.name == "moe.router" || e.name == "moe.experts" ||
@@ -132,7 +133,7 @@ ZoneShares zone_shares(double total) {
     (streams ? z.weights : e.name == "attn.core" ? z.attention_core : z.other) += e.self_seconds / total;
     char item[96];
     std::snprintf(item, sizeof(item), "%s\"%s\": %.3f", z.json.empty() ? "" : ", ", e.name.c_str(),
-                  e.self_seconds / total);
+                  per_call > 0 ? e.self_seconds * 1e3 / double(per_call) : e.self_seconds / total);
     z.json += item;
   }
   return z;
@@ -358,6 +359,31 @@ int main(int argc, char** argv) {
             std::copy_n(hidden.as<float>(), H, h.data());  // the next draft's input (timing only: the MTP
           }                                                // rows need not follow the main positions here)
         }
+        // Where the verification's extra time goes: zones of `steps` 2-position forwards and of `steps`
+        // 1-position ones (ms per forward), from a profiled pass after the timed ones.
+        std::string zones_two, zones_one;
+        {
+          KVCache cache(c, kPromptTokens + 2 * steps + 8);
+          const std::vector<int32_t> prompt = prompt_tokens(kPromptTokens, V);
+          Tensor logits, hidden;
+          forward(*model, cache, prompt.data(), kPromptTokens, options, &logits, &hidden);
+          ForwardOptions every = options;
+          every.all_logits = true;
+          for (const int64_t width : {int64_t(2), int64_t(1)}) {
+            set_profiler_enabled(true);
+            reset_profiler();
+            double total = 0;
+            for (int64_t s = 0; s < steps; ++s) {
+              const int32_t pair[2] = {int32_t((s * 7 + 3) % V), int32_t((s * 13 + 5) % V)};
+              const double t0 = now_seconds();
+              forward(*model, cache, pair, width, width == 2 ? every : options, &logits, &hidden);
+              total += now_seconds() - t0;
+              cache.truncate(cache.size() - width + 1);
+            }
+            (width == 2 ? zones_two : zones_one) = zone_shares(total, steps).json;
+            set_profiler_enabled(false);
+          }
+        }
         const double one = median(one_s), two = median(two_s), draft = median(draft_s);
         const double narrow_draft = median(narrow_draft_s);
         const double cost = (two + draft) / one, narrow_cost = (two + narrow_draft) / one;
@@ -370,10 +396,11 @@ int main(int argc, char** argv) {
                     "\"break_even_acceptance\": %.3f, \"quarter_vocab_speculative_step_over_step\": %.3f, "
                     "\"quarter_vocab_implied_speedup_at_0.85\": %.3f, "
                     "\"generate_tokens_per_s\": %.2f, \"generate_mtp_tokens_per_s\": %.2f, "
-                    "\"random_model_acceptance\": %.3f}\n",
+                    "\"random_model_acceptance\": %.3f, \"verify2_zones_ms\": {%s}, \"step_zones_ms\": {%s}}\n",
                     weights, one * 1e3, two * 1e3, draft * 1e3, narrow_draft * 1e3, two / one, cost, 1.85 / cost,
                     cost - 1.0, narrow_cost, 1.85 / narrow_cost,
-                    plain.decode_tokens_per_second(), spec.decode_tokens_per_second(), spec.acceptance_rate());
+                    plain.decode_tokens_per_second(), spec.decode_tokens_per_second(), spec.acceptance_rate(),
+                    zones_two.c_str(), zones_one.c_str());
         std::fflush(stdout);
       }
     }

@@ -128,16 +128,22 @@ void gemv_tile(const LinearWeight& w, const float* xp, int64_t pc, const float* 
     for (int t = 0; t < TB; ++t) acc[r][t] = total[r][t] = _mm512_setzero_ps();
 
   auto chunk = [&](int64_t c, const uint8_t* const* src) __attribute__((always_inline)) {
-    if constexpr (TB == 1) {
-      __m512 xv[kParts];
+    if constexpr (TB <= 2) {
+      // x first, then each row decoded and consumed at once: fewer live registers than decoding all
+      // rows first, which leaves room for four rows of two tokens (MTP verification).
+      __m512 xv[TB][kParts];
       DSV3_UNROLL
-      for (int k = 0; k < kParts; ++k) xv[k] = _mm512_loadu_ps(xt[0] + c * kCh + 16 * k);
+      for (int t = 0; t < TB; ++t)
+        DSV3_UNROLL
+        for (int k = 0; k < kParts; ++k) xv[t][k] = _mm512_loadu_ps(xt[t] + c * kCh + 16 * k);
       DSV3_UNROLL
       for (int r = 0; r < RB; ++r) {
         __m512 wr[kParts];
         decode_step<D>(src[r], wr);
         DSV3_UNROLL
-        for (int k = 0; k < kParts; ++k) acc[r][0] = _mm512_fmadd_ps(wr[k], xv[k], acc[r][0]);
+        for (int t = 0; t < TB; ++t)
+          DSV3_UNROLL
+          for (int k = 0; k < kParts; ++k) acc[r][t] = _mm512_fmadd_ps(wr[k], xv[t][k], acc[r][t]);
       }
       return;
     }
@@ -218,6 +224,8 @@ void gemv_rows_typed(const LinearWeight& w, const float* xp, int64_t n_tokens, c
   if (n_tokens == 1) {
     for (; r + 8 <= row_end; r += 8) gemv_tile<D, 8, 1>(w, xp, pc, y_scales, y, r, 0);
     for (; r + 4 <= row_end; r += 4) gemv_tile<D, 4, 1>(w, xp, pc, y_scales, y, r, 0);
+  } else if (n_tokens == 2) {
+    for (; r + 4 <= row_end; r += 4) gemv_tile<D, 4, 2>(w, xp, pc, y_scales, y, r, 0);
   } else {
     for (; r + 2 <= row_end; r += 2) gemv_row_block<D, 2>(w, xp, pc, n_tokens, y_scales, y, r);
   }

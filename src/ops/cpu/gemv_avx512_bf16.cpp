@@ -135,6 +135,10 @@ void gemv_rows_avx512_bf16(const LinearWeight& w, const float* x_packed, int64_t
   if (n_tokens == 1) {
     for (; r + 8 <= row_end; r += 8) tile<8, 1>(w, xp, x_stride, y, r, 0);
     for (; r + 4 <= row_end; r += 4) tile<4, 1>(w, xp, x_stride, y, r, 0);
+  } else if (n_tokens == 2) {
+    // MTP verification: eight row streams, as for one token (four measured ~10% slower).
+    for (; r + 8 <= row_end; r += 8) tile<8, 2>(w, xp, x_stride, y, r, 0);
+    for (; r + 4 <= row_end; r += 4) tile<4, 2>(w, xp, x_stride, y, r, 0);
   } else {
     for (; r + 4 <= row_end; r += 4) row_block<4>(w, xp, x_stride, n_tokens, y, r);
   }
