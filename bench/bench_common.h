@@ -9,8 +9,11 @@
 #include <chrono>
 #include <cstdint>
 #include <cstdlib>
+#include <cstdio>
 #include <cstring>
+#include <functional>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "core/error.h"
@@ -21,6 +24,28 @@ namespace dsv3::bench {
 
 inline double now_seconds() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+// Reads "--flag value" pairs, handing each to on_flag (which returns false for a flag it does not know).
+// --help or -h prints `usage` and exits 0; an unknown flag or a missing value prints the problem and
+// `usage` to stderr and exits 2.
+inline void parse_flags(int argc, char** argv, const char* usage,
+                        const std::function<bool(const std::string&, const std::string&)>& on_flag) {
+  for (int i = 1; i < argc; i += 2) {
+    const std::string flag = argv[i];
+    if (flag == "--help" || flag == "-h") {
+      std::fputs(usage, stdout);
+      std::exit(0);
+    }
+    if (i + 1 >= argc) {
+      std::fprintf(stderr, "%s needs a value\n%s", flag.c_str(), usage);
+      std::exit(2);
+    }
+    if (!on_flag(flag, argv[i + 1])) {
+      std::fprintf(stderr, "unknown option %s\n%s", flag.c_str(), usage);
+      std::exit(2);
+    }
+  }
 }
 
 inline double median(std::vector<double> v) {

@@ -176,17 +176,7 @@ int main(int argc, char** argv) {
   const char* usage =
       "usage: bench_decode [--dir DIR] [--preset NAME] [--batches 1,2,4,8,16] [--steps N] [--runs R]\n"
       "                    [--cases breakdown,prefill,batch,mtp] [--weights bf16,fp8] [--threads T]\n";
-  for (int i = 1; i < argc; i += 2) {
-    const std::string flag = argv[i];
-    if (flag == "--help" || flag == "-h") {
-      std::fputs(usage, stdout);
-      return 0;
-    }
-    if (i + 1 >= argc) {
-      std::fprintf(stderr, "bench_decode: %s needs a value\n%s", flag.c_str(), usage);
-      return 2;
-    }
-    const std::string value = argv[i + 1];
+  parse_flags(argc, argv, usage, [&](const std::string& flag, const std::string& value) {
     if (flag == "--dir") dir = value;
     else if (flag == "--preset") preset = value;
     else if (flag == "--batches") batches = parse_list(value);
@@ -195,11 +185,9 @@ int main(int argc, char** argv) {
     else if (flag == "--threads") threads = std::stoi(value);
     else if (flag == "--cases") cases = value;
     else if (flag == "--weights") weight_kinds = value;
-    else {
-      std::fprintf(stderr, "bench_decode: unknown option %s\n%s", flag.c_str(), usage);
-      return 2;
-    }
-  }
+    else return false;
+    return true;
+  });
   auto wanted = [](const std::string& list, const std::string& item) {
     std::stringstream in(list);
     std::string each;

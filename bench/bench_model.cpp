@@ -110,19 +110,18 @@ int main(int argc, char** argv) {
   std::string preset = "v3-1.5g";
   int64_t prompt_len = 512, decode_tokens = 32;
   int runs = 3, threads = 0;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    const std::string flag = argv[i], value = argv[i + 1];
-    if (flag == "--dir") dir = value;
-    else if (flag == "--preset") preset = value;
-    else if (flag == "--prompt") prompt_len = std::stoll(value);
-    else if (flag == "--decode") decode_tokens = std::stoll(value);
-    else if (flag == "--runs") runs = std::stoi(value);
-    else if (flag == "--threads") threads = std::stoi(value);
-    else {
-      std::fprintf(stderr, "usage: bench_model [--dir DIR] [--preset NAME] [--prompt N] [--decode N] [--runs R] [--threads T]\n");
-      return 2;
-    }
-  }
+  parse_flags(argc, argv,
+              "usage: bench_model [--dir DIR] [--preset NAME] [--prompt N] [--decode N] [--runs R] [--threads T]\n",
+              [&](const std::string& flag, const std::string& value) {
+                if (flag == "--dir") dir = value;
+                else if (flag == "--preset") preset = value;
+                else if (flag == "--prompt") prompt_len = std::stoll(value);
+                else if (flag == "--decode") decode_tokens = std::stoll(value);
+                else if (flag == "--runs") runs = std::stoi(value);
+                else if (flag == "--threads") threads = std::stoi(value);
+                else return false;
+                return true;
+              });
   try {
     set_num_threads(threads);
     const ModelConfig config = preset_config(preset);
