@@ -9,6 +9,7 @@
 #include "core/parallel.h"
 #include "core/profiler.h"
 #include "model/rope.h"
+#include "ops/gemm.h"
 #include "ops/ops.h"
 
 namespace dsv3 {
@@ -119,43 +120,42 @@ void prefill_attention_gemm(const Dims& d, const AttentionWeights& w, const Chun
                             const ChunkSegment& seg, int64_t layer, Scratch& s) {
   const KVCache& cache = *seg.cache;
   const int64_t n = seg.n, total = seg.pos + seg.n;
-  std::vector<float> c_kv(size_t(total * d.kv_lora));
-  for (int64_t p = 0; p < total; ++p)
+  // The segment's whole context decompressed: c_kv of every cached position through kv_b_proj gives
+  // [total, heads·(nope+v)] (k_nope then v per head); k_rope [total, rope] is shared by all heads.
+  std::vector<float> c_kv(size_t(total * d.kv_lora)), k_rope(size_t(total * d.rope));
+  for (int64_t p = 0; p < total; ++p) {
     std::memcpy(c_kv.data() + p * d.kv_lora, cache.row(layer, p), size_t(d.kv_lora) * sizeof(float));
+    std::memcpy(k_rope.data() + p * d.rope, cache.row(layer, p) + d.kv_lora, size_t(d.rope) * sizeof(float));
+  }
   const int64_t kvb_cols = d.heads * (d.nope + d.v);
-  std::vector<float> kvb(size_t(total * kvb_cols));  // [total, heads·(nope+v)]: k_nope then v per head
+  std::vector<float> kvb(size_t(total * kvb_cols));
   linear(w.kv_b_proj, c_kv.data(), kvb.data(), total, chunk.precision);
 
-  std::vector<float> k_h(size_t(total * d.qk)), vt_h(size_t(d.v * total)), q_h(size_t(n * d.qk));
-  std::vector<float> scores(size_t(n * total)), o_h(size_t(n * d.v));
+  // Heads split over threads, each head's GEMMs single-threaded on strided views (no gathers):
+  // scores = Q_nope·K_nopeᵀ + Q_rope·K_ropeᵀ [n, total], causal softmax, O_h = P·V_h into heads_out.
   const float scale = float(chunk.softmax_scale);
-  for (int64_t h = 0; h < d.heads; ++h) {
-    for (int64_t p = 0; p < total; ++p) {  // K_h [total, qk] = [k_nope_h | k_rope]; V_hᵀ [v, total]
-      const float* kv = kvb.data() + p * kvb_cols + h * (d.nope + d.v);
-      std::memcpy(k_h.data() + p * d.qk, kv, size_t(d.nope) * sizeof(float));
-      std::memcpy(k_h.data() + p * d.qk + d.nope, cache.row(layer, p) + d.kv_lora, size_t(d.rope) * sizeof(float));
-      for (int64_t i = 0; i < d.v; ++i) vt_h[size_t(i * total + p)] = kv[d.nope + i];
-    }
-    for (int64_t t = 0; t < n; ++t)
-      std::memcpy(q_h.data() + t * d.qk, s.q.data() + ((seg.row + t) * d.heads + h) * d.qk,
-                  size_t(d.qk) * sizeof(float));
-    const LinearWeight keys{DType::F32, total, d.qk, k_h.data()};
-    linear(keys, q_h.data(), scores.data(), n, Precision::f32);  // [n, total]
-    parallel_for(n, 8, [&](int64_t begin, int64_t end) {
-      for (int64_t t = begin; t < end; ++t) {
+  const float* q = s.q.data() + seg.row * d.heads * d.qk;
+  float* heads_out = s.heads_out.data() + seg.row * d.heads * d.v;
+  const int64_t q_stride = d.heads * d.qk, out_stride = d.heads * d.v;
+  parallel_for(d.heads, 1, [&](int64_t h_begin, int64_t h_end) {
+    std::vector<float> scores(size_t(n * total));
+    for (int64_t h = h_begin; h < h_end; ++h) {
+      const float* k_nope = kvb.data() + h * (d.nope + d.v);
+      gemm(Trans::no, Trans::yes, n, total, d.nope, 1.0f, q + h * d.qk, q_stride, k_nope, kvb_cols, 0.0f,
+           scores.data(), total);
+      gemm(Trans::no, Trans::yes, n, total, d.rope, 1.0f, q + h * d.qk + d.nope, q_stride, k_rope.data(), d.rope,
+           1.0f, scores.data(), total);
+      for (int64_t t = 0; t < n; ++t) {
         float* row = scores.data() + t * total;
         const int64_t visible = seg.pos + t + 1;  // causal: positions [0, pos + t]
         scale_inplace(row, scale, visible);
         softmax_inplace(row, visible);
         std::fill(row + visible, row + total, 0.0f);
       }
-    });
-    const LinearWeight values{DType::F32, d.v, total, vt_h.data()};
-    linear(values, scores.data(), o_h.data(), n, Precision::f32);  // [n, v]
-    for (int64_t t = 0; t < n; ++t)
-      std::memcpy(s.heads_out.data() + ((seg.row + t) * d.heads + h) * d.v, o_h.data() + t * d.v,
-                  size_t(d.v) * sizeof(float));
-  }
+      gemm(Trans::no, Trans::no, n, d.v, total, 1.0f, scores.data(), total, k_nope + d.nope, kvb_cols, 0.0f,
+           heads_out + h * d.v, out_stride);
+    }
+  });
 }
 
 }  // namespace
