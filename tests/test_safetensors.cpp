@@ -192,6 +192,26 @@ TEST_F(SafetensorsTest, ShardedRoundTripWithIndex) {
   for (const auto& entry : fs::directory_iterator(out)) EXPECT_NE(entry.path().extension(), ".partial") << entry.path();
 }
 
+// The in-memory copy (huge pages) serves the same bytes as the mapping, for every shard.
+TEST_F(SafetensorsTest, LoadIntoMemoryKeepsEveryTensor) {
+  std::vector<std::vector<float>> data;
+  SafetensorsWriter w;
+  for (int i = 0; i < 5; ++i) data.push_back(iota_values<float>(1000 + 37 * i, float(i * 7)));
+  for (int i = 0; i < 5; ++i)
+    w.add("t." + std::to_string(i), DType::F32, {int64_t(data[size_t(i)].size())}, data[size_t(i)].data());
+  const std::string out = path("ckpt");
+  w.write_sharded(out, 9000);
+  TensorStore store = TensorStore::open_dir(out);
+  EXPECT_TRUE(store.load_into_memory_if_it_fits());
+  EXPECT_FALSE(store.load_into_memory_if_it_fits(0.0));  // nothing fits in no memory
+  for (int i = 0; i < 5; ++i) {
+    const std::string name = "t." + std::to_string(i);
+    const TensorView v = store.get(name);
+    ASSERT_EQ(v.numel(), int64_t(data[size_t(i)].size())) << name;
+    EXPECT_EQ(std::memcmp(v.data, data[size_t(i)].data(), data[size_t(i)].size() * sizeof(float)), 0) << name;
+  }
+}
+
 TEST_F(SafetensorsTest, OpenDirFallsBackToAllFilesSorted) {
   const float x[2] = {1, 2};
   SafetensorsWriter w1, w2;

@@ -35,11 +35,20 @@ class SafetensorsFile {
   TensorView get(const std::string& name) const;  // throws naming file and tensor when missing
   const std::map<std::string, SafetensorsEntry>& entries() const { return entries_; }
   const std::map<std::string, std::string>& metadata() const { return metadata_; }
+  size_t mapped_bytes() const { return map_size_; }
+  // Replaces the file mapping by a copy in anonymous memory on transparent huge pages where the kernel
+  // grants them (2 MB pages: a weight stream crosses a page every 2 MB instead of every 4 KB, which
+  // measured ~3× faster first passes over MoE experts than the page-cache mapping). Call before any
+  // get(): views taken earlier would point into the released mapping. Returns false, keeping the
+  // mapping, when the memory cannot be had or the file cannot be read.
+  bool load_into_memory();
 
  private:
   std::string path_;
   void* map_ = nullptr;
   size_t map_size_ = 0;
+  bool anonymous_ = false;  // map_ is load_into_memory's copy (munmap'd with its rounded size)
+  size_t anonymous_size_ = 0;
   const uint8_t* data_section_ = nullptr;
   std::map<std::string, SafetensorsEntry> entries_;
   std::map<std::string, std::string> metadata_;
@@ -59,6 +68,10 @@ class TensorStore {
   const std::string& file_of(const std::string& name) const;
   std::vector<std::string> names() const;
   const std::string& dir() const { return dir_; }
+  // SafetensorsFile::load_into_memory for every file, when they fit in a fraction of this machine's
+  // memory (a checkpoint larger than RAM stays mapped, paged in from disk as it is read). Before any
+  // get(). Returns whether every file was loaded.
+  bool load_into_memory_if_it_fits(double fraction_of_memory = 0.6);
 
  private:
   std::string dir_;

@@ -78,6 +78,9 @@ std::unique_ptr<Model> load_model(const std::string& dir) {
   auto model = std::make_unique<Model>();
   model->config = load_model_config(dir + "/config.json");
   model->store = TensorStore::open_dir(dir);
+  // Weights are streamed from memory on every step: on 2 MB pages where they fit (see
+  // SafetensorsFile::load_into_memory), else from the file mapping.
+  model->store.load_into_memory_if_it_fits();
   model->weights = bind_weights(model->config, model->store);
   return model;
 }

@@ -51,10 +51,12 @@ struct LinearCall {
   int64_t n_tokens = 0;
 };
 
-// Runs each call as linear(w, x, y, n_tokens, precision) would, with identical results, but the calls
-// that take the GEMV run together in one parallel region over all their rows, split by weight bytes.
-// For the many small matrices of a MoE layer at decode (a few MB each, where a parallel region per
-// matrix costs as much as streaming it). The calls' outputs must not overlap their inputs.
+// Runs each call as linear(w, x, y, n_tokens, precision) would, all of them in one parallel region:
+// calls on the GEMV split by rows, calls on the GEMM each on one thread, shared out by an estimate of
+// their time. GEMV results are identical to linear()'s; a GEMM's are oneDNN's on one thread (the same
+// products; its blocking may sum them in another order). For the many small matrices of a MoE layer,
+// where a parallel region per matrix costs as much as the matrix at decode and the experts' token
+// counts differ by 100× in prefill. The calls' outputs must not overlap their inputs.
 void linear_group(const LinearCall* calls, int64_t n_calls, Precision precision);
 
 // Writes rows [row_begin, row_end) of W dequantized to f32 into out ([row_end - row_begin, cols]).

@@ -137,9 +137,14 @@ void linear(const LinearWeight& w, const float* x, float* y, int64_t n_tokens, P
 }
 
 void linear_group(const LinearCall* calls, int64_t n_calls, Precision precision) {
-  // A unit of work: rows [row_begin, row_end) of one GEMV call, ~kUnitBytes of weights.
+  // A unit of work: rows [row_begin, row_end) of one GEMV call (~kUnitBytes of weights), or a whole GEMM
+  // call, with an estimate of its seconds on one thread. Threads take contiguous runs of units of
+  // equal estimated time: a MoE layer's experts range from one token (weight streaming) to hundreds
+  // (arithmetic), so equal bytes or equal counts would leave one thread idle.
   struct Unit {
     int64_t call, row_begin, row_end;
+    bool gemm;
+    double seconds;
   };
   struct Packed {
     const float* x;
@@ -147,6 +152,8 @@ void linear_group(const LinearCall* calls, int64_t n_calls, Precision precision)
     Precision precision;
   };
   constexpr int64_t kUnitBytes = int64_t(32) << 10;
+  // Rough per-thread rates (2-core Zen 5 / Xeon, bench_linear): only their ratios matter.
+  constexpr double kStreamBytesPerSecond = 25e9, kGemvFlops = 150e9, kGemmFlops = 300e9;
   // The calling thread's lists, reused from call to call. Named through references: inside the
   // parallel region a thread_local's name would mean the worker's own (empty) copy.
   thread_local std::vector<Unit> units_storage;
@@ -162,6 +169,11 @@ void linear_group(const LinearCall* calls, int64_t n_calls, Precision precision)
     const LinearCall& call = calls[i];
     Precision p = precision;
     const Route route = route_of(*call.w, call.x, call.y, call.n_tokens, p, LinearPath::automatic);
+    if (route == Route::gemm) {
+      const double flops = 2.0 * double(call.n_tokens) * double(call.w->rows) * double(call.w->cols);
+      units.push_back({i, 0, call.w->rows, true, flops / kGemmFlops});
+      continue;
+    }
     if (route != Route::gemv) {
       linear(*call.w, call.x, call.y, call.n_tokens, precision);
       continue;
@@ -171,9 +183,7 @@ void linear_group(const LinearCall* calls, int64_t n_calls, Precision precision)
     offsets[size_t(i) + 1] = call.n_tokens * (cpu::padded_cols(call.w->cols) + 1);
   }
   for (int64_t i = 0; i < n_calls; ++i) offsets[size_t(i) + 1] += offsets[size_t(i)];
-  if (offsets.back() == 0) return;
-  float* scratch = activation_scratch(size_t(offsets.back()));
-  int64_t total_bytes = 0;
+  float* scratch = offsets.back() > 0 ? activation_scratch(size_t(offsets.back())) : nullptr;
   for (int64_t i = 0; i < n_calls; ++i) {
     if (packed[size_t(i)].x == nullptr) continue;
     const LinearCall& call = calls[i];
@@ -185,18 +195,37 @@ void linear_group(const LinearCall* calls, int64_t n_calls, Precision precision)
     packed[size_t(i)].y_scales = y_scales;
     const int64_t row_bytes = int64_t(w.cols * dtype_size(w.dtype));
     const int64_t rows_per_unit = std::max<int64_t>(1, kUnitBytes / std::max<int64_t>(row_bytes * kRowTile, 1)) * kRowTile;
-    for (int64_t r = 0; r < w.rows; r += rows_per_unit) units.push_back({i, r, std::min(w.rows, r + rows_per_unit)});
-    total_bytes += w.rows * row_bytes;
+    for (int64_t r = 0; r < w.rows; r += rows_per_unit) {
+      const int64_t rows = std::min(w.rows, r + rows_per_unit) - r;
+      const double seconds = std::max(double(rows * row_bytes) / kStreamBytesPerSecond,
+                                      2.0 * double(rows * w.cols * call.n_tokens) / kGemvFlops);
+      units.push_back({i, r, r + rows, false, seconds});
+    }
   }
-  // As in linear(): threads pay off from ~64 KB of weights each.
-  const int64_t n_units = int64_t(units.size());
-  const int64_t grain = total_bytes < 2 * (int64_t(64) << 10) ? n_units : 1;
-  parallel_for(n_units, grain, [&](int64_t begin, int64_t end) {
-    for (int64_t u = begin; u < end; ++u) {
-      const Unit& unit = units[size_t(u)];
-      const LinearCall& call = calls[unit.call];
-      const Packed& p = packed[size_t(unit.call)];
-      cpu::gemv_rows(*call.w, p.x, call.n_tokens, p.precision, p.y_scales, call.y, unit.row_begin, unit.row_end);
+  if (units.empty()) return;
+  auto run = [&](const Unit& unit) {
+    const LinearCall& call = calls[unit.call];
+    if (unit.gemm) {
+      linear(*call.w, call.x, call.y, call.n_tokens, precision);  // on this thread alone inside a worker
+      return;
+    }
+    const Packed& p = packed[size_t(unit.call)];
+    cpu::gemv_rows(*call.w, p.x, call.n_tokens, p.precision, p.y_scales, call.y, unit.row_begin, unit.row_end);
+  };
+  double total = 0;
+  for (const Unit& unit : units) total += unit.seconds;
+  // As in linear(): threads pay off from ~64 KB of weights (a few microseconds) each.
+  if (num_threads() <= 1 || total < 2 * double(int64_t(64) << 10) / kStreamBytesPerSecond) {
+    for (const Unit& unit : units) run(unit);
+    return;
+  }
+  // Thread t runs the units whose midpoint in the running total falls in its share [t, t + 1) · total / T.
+  parallel_run([&](int thread, int threads) {
+    double before = 0;
+    for (const Unit& unit : units) {
+      const double middle = before + unit.seconds / 2;
+      before += unit.seconds;
+      if (int(middle / total * threads) == thread || (thread == threads - 1 && middle >= total)) run(unit);
     }
   });
 }
