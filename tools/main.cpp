@@ -5,6 +5,7 @@
 #include "commands.h"
 #include "core/error.h"
 #include "core/parallel.h"
+#include "model/model.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"dsv3: DeepSeek-V3 and V2 models from their Hugging Face files, on CPU"};
@@ -13,6 +14,10 @@ int main(int argc, char** argv) {
   app.set_help_all_flag("--help-all", "Print help for every subcommand");
   int threads = 0;
   app.add_option("--threads", threads, "Worker threads (default: all cores)");
+  bool mmap_weights = false;
+  app.add_flag("--mmap", mmap_weights,
+               "Read model weights through the file mapping (starts sooner) instead of loading them into memory on "
+               "2 MB pages (the default where they fit in RAM: faster steps)");
 
   std::map<CLI::App*, dsv3::cli::Runner> runners;
   auto add = [&](auto adder, CLI::App& parent) {
@@ -43,6 +48,7 @@ int main(int argc, char** argv) {
   }
   try {
     dsv3::set_num_threads(threads);
+    dsv3::set_load_weights_into_memory(!mmap_weights);
     for (auto& [sub, run] : runners)
       if (sub->parsed()) return run();
   } catch (const dsv3::Error& e) {

@@ -27,6 +27,7 @@ GenerationStats generate(const Model& model, KVCache& cache, const GenerationReq
   ForwardOptions last_only = options;
   last_only.all_logits = false;
   Tensor logits;
+  prepare_forward(model, cache, stats.prompt_tokens, last_only);
   auto start = std::chrono::steady_clock::now();
   forward(model, cache, request.prompt.data(), stats.prompt_tokens, last_only, &logits);
   stats.prefill_seconds = seconds_since(start);

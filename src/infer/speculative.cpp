@@ -70,6 +70,7 @@ GenerationStats generate_with_mtp(const Model& model, KVCache& cache, const Gene
     pending_next.clear();
   };
 
+  prepare_forward(model, cache, n, last_only);
   auto start = std::chrono::steady_clock::now();
   forward(model, cache, request.prompt.data(), n, last_only, &logits, &hidden);
   stats.prefill_seconds = elapsed(start);

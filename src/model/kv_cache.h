@@ -47,6 +47,11 @@ struct Scratch {
   std::vector<float> ffn_gate;       // [max(n·k·moe_inter, n·n_shared·moe_inter, n·inter)]
   std::vector<float> ffn_up;         // same
   std::vector<float> shared_y;       // [n, H]
+  // MLA prefill attention (mla.cpp, grown there): the context's latents, its kv_b_proj rows, and each
+  // thread's scores.
+  std::vector<float> attn_latent;    // [positions, kv_lora + rope]
+  std::vector<float> attn_kvb;       // [positions, heads·(nope+v)]
+  std::vector<float> attn_scores;    // [threads, n, positions]
   std::vector<LinearCall> expert_calls;  // [2·E] the routed experts' products, run as one linear_group
   int64_t experts_run = 0;           // routed-expert runs so far (counted by moe_forward; benchmarks reset it)
   std::vector<float> head_out;       // [sequences, vocab] batched head logits (grown by forward_batch)

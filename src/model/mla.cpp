@@ -122,14 +122,21 @@ void prefill_attention_gemm(const Dims& d, const AttentionWeights& w, const Chun
   const int64_t n = seg.n, total = seg.pos + seg.n;
   // The segment's whole context decompressed: c_kv of every cached position through kv_b_proj gives
   // [total, heads·(nope+v)] (k_nope then v per head); k_rope [total, rope] is shared by all heads.
-  std::vector<float> c_kv(size_t(total * d.kv_lora)), k_rope(size_t(total * d.rope));
+  // Buffers live in the scratch (grown, never shrunk), so repeated prefills do not fault in fresh pages.
+  auto at_least = [](std::vector<float>& v, int64_t n) {
+    if (int64_t(v.size()) < n) v.resize(size_t(n));
+    return v.data();
+  };
+  float* c_kv = at_least(s.attn_latent, total * (d.kv_lora + d.rope));
+  float* k_rope = c_kv + total * d.kv_lora;
   for (int64_t p = 0; p < total; ++p) {
-    std::memcpy(c_kv.data() + p * d.kv_lora, cache.row(layer, p), size_t(d.kv_lora) * sizeof(float));
-    std::memcpy(k_rope.data() + p * d.rope, cache.row(layer, p) + d.kv_lora, size_t(d.rope) * sizeof(float));
+    std::memcpy(c_kv + p * d.kv_lora, cache.row(layer, p), size_t(d.kv_lora) * sizeof(float));
+    std::memcpy(k_rope + p * d.rope, cache.row(layer, p) + d.kv_lora, size_t(d.rope) * sizeof(float));
   }
   const int64_t kvb_cols = d.heads * (d.nope + d.v);
-  std::vector<float> kvb(size_t(total * kvb_cols));
-  linear(w.kv_b_proj, c_kv.data(), kvb.data(), total, chunk.precision);
+  float* kvb = at_least(s.attn_kvb, total * kvb_cols);
+  linear(w.kv_b_proj, c_kv, kvb, total, chunk.precision);
+  float* all_scores = at_least(s.attn_scores, int64_t(num_threads()) * n * total);
 
   // Heads split over threads, each head's GEMMs single-threaded on strided views (no gathers):
   // scores = Q_nope·K_nopeᵀ + Q_rope·K_ropeᵀ [n, total], causal softmax, O_h = P·V_h into heads_out.
@@ -137,22 +144,22 @@ void prefill_attention_gemm(const Dims& d, const AttentionWeights& w, const Chun
   const float* q = s.q.data() + seg.row * d.heads * d.qk;
   float* heads_out = s.heads_out.data() + seg.row * d.heads * d.v;
   const int64_t q_stride = d.heads * d.qk, out_stride = d.heads * d.v;
-  parallel_for(d.heads, 1, [&](int64_t h_begin, int64_t h_end) {
-    std::vector<float> scores(size_t(n * total));
-    for (int64_t h = h_begin; h < h_end; ++h) {
-      const float* k_nope = kvb.data() + h * (d.nope + d.v);
-      gemm(Trans::no, Trans::yes, n, total, d.nope, 1.0f, q + h * d.qk, q_stride, k_nope, kvb_cols, 0.0f,
-           scores.data(), total);
-      gemm(Trans::no, Trans::yes, n, total, d.rope, 1.0f, q + h * d.qk + d.nope, q_stride, k_rope.data(), d.rope,
-           1.0f, scores.data(), total);
+  parallel_run([&](int thread, int threads) {
+    float* scores = all_scores + int64_t(thread) * n * total;
+    for (int64_t h = d.heads * thread / threads; h < d.heads * (thread + 1) / threads; ++h) {
+      const float* k_nope = kvb + h * (d.nope + d.v);
+      gemm(Trans::no, Trans::yes, n, total, d.nope, 1.0f, q + h * d.qk, q_stride, k_nope, kvb_cols, 0.0f, scores,
+           total);
+      gemm(Trans::no, Trans::yes, n, total, d.rope, 1.0f, q + h * d.qk + d.nope, q_stride, k_rope, d.rope, 1.0f,
+           scores, total);
       for (int64_t t = 0; t < n; ++t) {
-        float* row = scores.data() + t * total;
+        float* row = scores + t * total;
         const int64_t visible = seg.pos + t + 1;  // causal: positions [0, pos + t]
         scale_inplace(row, scale, visible);
         softmax_inplace(row, visible);
         std::fill(row + visible, row + total, 0.0f);
       }
-      gemm(Trans::no, Trans::no, n, d.v, total, 1.0f, scores.data(), total, k_nope + d.nope, kvb_cols, 0.0f,
+      gemm(Trans::no, Trans::no, n, d.v, total, 1.0f, scores, total, k_nope + d.nope, kvb_cols, 0.0f,
            heads_out + h * d.v, out_stride);
     }
   });

@@ -27,18 +27,27 @@ struct Model {
 };
 
 // Reads dir/config.json and the safetensors files of dir; binds and validates every tensor.
+// Whether load_model copies the weights into memory on 2 MB pages when they fit in RAM (the default;
+// steps read them faster) or reads them through the file mapping (`dsv3 --mmap`: starts sooner).
+void set_load_weights_into_memory(bool on);
+
 std::unique_ptr<Model> load_model(const std::string& dir);
 
 struct ForwardOptions {
   Precision precision = Precision::bf16;  // activations of the projections (f32: exact, for checks)
   AttentionImpl attention = AttentionImpl::absorbed;
-  int64_t prefill_chunk = 512;  // tokens per chunk; <= 0 means the whole input at once
+  int64_t prefill_chunk = 512;  // most tokens per chunk (longer inputs split into equal chunks); <= 0: all at once
   bool all_logits = false;      // logits for every position instead of the last one
   // mtp_forward only: logits for ids [0, head_rows) alone (0: the whole vocabulary). A draft over the
   // first ids — in a BPE vocabulary the earliest merges, i.e. the most frequent tokens — reads a fraction
   // of the head's weights; speculative decoding stays exact whatever the draft (speculative.h).
   int64_t head_rows = 0;
 };
+
+// Grows the cache's scratch for forward passes of up to n_tokens (in chunks of options.prefill_chunk),
+// so the first one does not spend its time faulting in fresh buffers (~150 ms for a 512-token chunk of
+// v3-1.5g on a 2-core VM) — a server or chat pays it once. generate() calls it before timing.
+void prepare_forward(const Model& model, KVCache& cache, int64_t n_tokens, const ForwardOptions& options);
 
 // Processes tokens at positions cache.size() ... cache.size() + n - 1, appends them to the cache, and
 // writes logits [n, vocab] (all_logits) or [1, vocab] (last position). `hidden` (optional) receives the
