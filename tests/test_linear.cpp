@@ -195,6 +195,40 @@ TEST_P(LinearKernels, SameResultForAnyThreadCount) {
   EXPECT_EQ(0, std::memcmp(y1.data(), y2.data(), y1.size() * sizeof(float)));
 }
 
+// A group of products, some on the GEMV (few tokens) and some on the GEMM (many), as a MoE layer's
+// experts in prefill: the GEMV ones give linear()'s bits, the GEMM ones its values up to the matmul's
+// summation order (they run on one thread inside the group).
+TEST_P(LinearKernels, GroupEqualsEachLinearAlone) {
+  for (DType dtype : {DType::BF16, DType::F8_E4M3})
+    for (Precision p : {Precision::bf16, Precision::f32}) {
+      std::vector<TestWeight> weights;
+      const int64_t tokens[] = {1, 3, 70, 2, 130, 17, 5};
+      std::vector<std::vector<float>> xs, grouped, alone;
+      std::vector<LinearCall> calls;
+      for (size_t i = 0; i < std::size(tokens); ++i) {
+        weights.push_back(make_weight(dtype, 96 + 32 * int64_t(i % 3), 256, uint32_t(40 + i)));
+        xs.push_back(make_x(tokens[i], 256, uint32_t(60 + i)));
+        grouped.emplace_back(size_t(tokens[i] * weights.back().w.rows), NAN);
+        alone.emplace_back(grouped.back().size());
+      }
+      for (size_t i = 0; i < std::size(tokens); ++i)
+        calls.push_back({&weights[i].w, xs[i].data(), grouped[i].data(), tokens[i]});
+      linear_group(calls.data(), int64_t(calls.size()), p);
+      for (size_t i = 0; i < std::size(tokens); ++i) {
+        linear(weights[i].w, xs[i].data(), alone[i].data(), tokens[i], p);
+        const bool on_gemv = tokens[i] < gemm_min_tokens(weights[i].w);
+        for (size_t j = 0; j < alone[i].size(); ++j) {
+          if (on_gemv) {
+            ASSERT_EQ(grouped[i][j], alone[i][j]) << dtype_name(dtype) << " " << name(p) << " call " << i << " @" << j;
+          } else {
+            ASSERT_NEAR(grouped[i][j], alone[i][j], 1e-4f * (1.0f + std::fabs(alone[i][j])))
+                << dtype_name(dtype) << " " << name(p) << " call " << i << " @" << j;
+          }
+        }
+      }
+    }
+}
+
 TEST_P(LinearKernels, DequantizeRowsIsExact) {
   for (DType dtype : kDtypes) {
     const TestWeight t = make_weight(dtype, 260, 145, 14);

@@ -19,19 +19,26 @@
 namespace dsv3 {
 namespace {
 
-// Per-thread growable float buffer for packed/rounded activations: grown to the largest call seen,
-// never shrunk, so steady-state calls do not allocate. Only the calling thread writes it.
-float* activation_scratch(size_t n) {
-  thread_local std::unique_ptr<float[], void (*)(void*)> data{nullptr, std::free};
-  thread_local size_t capacity = 0;
-  if (n > capacity) {
+// Per-thread growable float buffers for packed/rounded activations: grown to the largest call seen,
+// never shrunk, so steady-state calls do not allocate. Only the owning thread writes them. linear()
+// uses kLinear; linear_group packs its GEMV calls into kGroup, which stays valid while the group's
+// GEMM calls (linear() on the same thread) use kLinear.
+enum ScratchSlot { kLinear, kGroup, kScratchSlots };
+float* activation_scratch(size_t n, ScratchSlot slot = kLinear) {
+  struct Buffer {
+    std::unique_ptr<float[], void (*)(void*)> data{nullptr, std::free};
+    size_t capacity = 0;
+  };
+  thread_local Buffer buffers[kScratchSlots];
+  Buffer& b = buffers[slot];
+  if (n > b.capacity) {
     const size_t bytes = (n * sizeof(float) + 63) / 64 * 64;
     float* p = static_cast<float*>(std::aligned_alloc(64, bytes));
     DSV3_CHECK(p != nullptr, "[linear] out of memory allocating ", bytes, " bytes of activation scratch");
-    data.reset(p);
-    capacity = n;
+    b.data.reset(p);
+    b.capacity = n;
   }
-  return data.get();
+  return b.data.get();
 }
 
 void check_weight(const LinearWeight& w) {
@@ -183,7 +190,7 @@ void linear_group(const LinearCall* calls, int64_t n_calls, Precision precision)
     offsets[size_t(i) + 1] = call.n_tokens * (cpu::padded_cols(call.w->cols) + 1);
   }
   for (int64_t i = 0; i < n_calls; ++i) offsets[size_t(i) + 1] += offsets[size_t(i)];
-  float* scratch = offsets.back() > 0 ? activation_scratch(size_t(offsets.back())) : nullptr;
+  float* scratch = offsets.back() > 0 ? activation_scratch(size_t(offsets.back()), kGroup) : nullptr;
   for (int64_t i = 0; i < n_calls; ++i) {
     if (packed[size_t(i)].x == nullptr) continue;
     const LinearCall& call = calls[i];
