@@ -46,7 +46,6 @@ void Scratch::reserve(const ModelConfig& c, int64_t n, int64_t max_tokens, int t
   }
   if (threads > threads_capacity || int64_t(thread_scores.size()) < threads * max_tokens) {
     grow(thread_scores, int64_t(threads) * max_tokens);
-    grow(thread_latent, int64_t(threads) * 2 * c.kv_lora_rank);
     threads_capacity = threads;
   }
 }

@@ -34,7 +34,6 @@ struct Scratch {
   std::vector<float> kv_a;      // [n, kv_lora + rope]
   std::vector<float> heads_out; // [n, heads·v]
   std::vector<float> thread_scores;  // [threads, max_tokens]
-  std::vector<float> thread_latent;  // [threads, 2·kv_lora]: latent query and latent output
   // FFN
   std::vector<float> router_logits;  // [n, E]
   std::vector<int32_t> expert_index; // [n, k]
@@ -47,9 +46,9 @@ struct Scratch {
   std::vector<float> ffn_gate;       // [max(n·k·moe_inter, n·n_shared·moe_inter, n·inter)]
   std::vector<float> ffn_up;         // same
   std::vector<float> shared_y;       // [n, H]
-  // MLA prefill attention (mla.cpp, grown there): the context's latents, its kv_b_proj rows, and each
-  // thread's scores.
-  std::vector<float> attn_latent;    // [positions, kv_lora + rope]
+  // MLA attention (mla.cpp, grown there): prefill's context latents, their kv_b_proj rows and each
+  // thread's scores; absorbed attention's latent queries and outputs.
+  std::vector<float> attn_latent;    // [positions, kv_lora + rope] or [2, rows, heads, kv_lora]
   std::vector<float> attn_kvb;       // [positions, heads·(nope+v)]
   std::vector<float> attn_scores;    // [threads, n, positions]
   std::vector<LinearCall> expert_calls;  // [2·E] the routed experts' products, run as one linear_group

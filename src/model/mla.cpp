@@ -42,38 +42,59 @@ struct Dims {
         row(c.kv_lora_rank + c.qk_rope_head_dim) {}
 };
 
+// v grown to at least n floats (never shrunk: buffers of the scratch are reused from step to step).
+float* at_least(std::vector<float>& v, int64_t n) {
+  if (int64_t(v.size()) < n) v.resize(size_t(n));
+  return v.data();
+}
+
 // Absorbed attention in the latent space, reading each sequence's cache rows directly. Runs the rows
-// listed in `rows` (chunk rows whose segment index is in row_segment), all heads of each.
+// listed in `rows` (chunk rows whose segment index is in row_segment), all heads of each, in three
+// passes: every row's query absorbed into the latent space (q_lat = W_UKᵀ q_nope), per head so each
+// weight row is read once for all rows; attention of each (row, head) over its sequence's cache; the
+// latent outputs expanded (out = W_UV o_lat), again per head. Each (row, head)'s arithmetic is the same
+// whatever the other rows, so a sequence gets the same numbers batched or alone.
 void absorbed_attention(const Dims& d, const AttentionWeights& w, const ChunkContext& chunk,
                         const std::vector<int32_t>& rows, const std::vector<int32_t>& row_segment, int64_t layer,
                         Scratch& s) {
   const float* wkvb = w.kv_b_f32.as<float>();  // [heads·(nope+v), kv_lora]
   const float scale = float(chunk.softmax_scale);
   const int64_t max_tokens = chunk.max_capacity();
-  for_items(d.heads * int64_t(rows.size()), [&](int64_t item, int thread) {
-    const int64_t t = rows[size_t(item / d.heads)], h = item % d.heads;
+  const int64_t n_rows = int64_t(rows.size()), L = d.kv_lora;
+  // [heads, rows, kv_lora]: a head's rows adjacent (rows heads·kv_lora apart would alias in L1).
+  float* q_lat = at_least(s.attn_latent, 2 * n_rows * d.heads * L);
+  float* o_lat = q_lat + n_rows * d.heads * L;
+
+  for_items(d.heads, [&](int64_t h, int) {
+    const float* w_uk = wkvb + h * (d.nope + d.v) * L;  // [nope, kv_lora]
+    for (int64_t r = 0; r < n_rows; ++r) std::memset(q_lat + (h * n_rows + r) * L, 0, size_t(L) * sizeof(float));
+    for (int64_t i = 0; i < d.nope; ++i)
+      for (int64_t r = 0; r < n_rows; ++r)
+        axpy(s.q[size_t((rows[size_t(r)] * d.heads + h) * d.qk + i)], w_uk + i * L, q_lat + (h * n_rows + r) * L, L);
+  });
+  for_items(d.heads * n_rows, [&](int64_t item, int thread) {
+    const int64_t r = item / d.heads, t = rows[size_t(r)], h = item % d.heads;
     const ChunkSegment& seg = chunk.segments[row_segment[size_t(t)]];
     const KVCache& cache = *seg.cache;
     const int64_t visible = seg.pos + (t - seg.row) + 1;  // causal: positions [0, pos + t]
-    const float* q_nope = s.q.data() + (t * d.heads + h) * d.qk;
-    const float* q_rope = q_nope + d.nope;
-    float* q_lat = s.thread_latent.data() + int64_t(thread) * 2 * d.kv_lora;
-    float* o_lat = q_lat + d.kv_lora;
+    const float* q_rope = s.q.data() + (t * d.heads + h) * d.qk + d.nope;
+    const float* ql = q_lat + (h * n_rows + r) * L;
+    float* ol = o_lat + (h * n_rows + r) * L;
     float* scores = s.thread_scores.data() + int64_t(thread) * max_tokens;
-    const float* w_uk = wkvb + h * (d.nope + d.v) * d.kv_lora;  // [nope, kv_lora]
-    const float* w_uv = w_uk + d.nope * d.kv_lora;              // [v, kv_lora]
-
-    std::memset(q_lat, 0, size_t(d.kv_lora) * sizeof(float));
-    for (int64_t i = 0; i < d.nope; ++i) axpy(q_nope[i], w_uk + i * d.kv_lora, q_lat, d.kv_lora);
     for (int64_t p = 0; p < visible; ++p) {
       const float* row = cache.row(layer, p);
-      scores[p] = (dot_f32(q_lat, row, d.kv_lora) + dot_f32(q_rope, row + d.kv_lora, d.rope)) * scale;
+      scores[p] = (dot_f32(ql, row, L) + dot_f32(q_rope, row + L, d.rope)) * scale;
     }
     softmax_inplace(scores, visible);
-    std::memset(o_lat, 0, size_t(d.kv_lora) * sizeof(float));
-    for (int64_t p = 0; p < visible; ++p) axpy(scores[p], cache.row(layer, p), o_lat, d.kv_lora);
-    float* out = s.heads_out.data() + (t * d.heads + h) * d.v;
-    for (int64_t i = 0; i < d.v; ++i) out[i] = dot_f32(o_lat, w_uv + i * d.kv_lora, d.kv_lora);
+    std::memset(ol, 0, size_t(L) * sizeof(float));
+    for (int64_t p = 0; p < visible; ++p) axpy(scores[p], cache.row(layer, p), ol, L);
+  });
+  for_items(d.heads, [&](int64_t h, int) {
+    const float* w_uv = wkvb + (h * (d.nope + d.v) + d.nope) * L;  // [v, kv_lora]
+    for (int64_t i = 0; i < d.v; ++i)
+      for (int64_t r = 0; r < n_rows; ++r)
+        s.heads_out[size_t((rows[size_t(r)] * d.heads + h) * d.v + i)] =
+            dot_f32(o_lat + (h * n_rows + r) * L, w_uv + i * L, L);
   });
 }
 
@@ -123,10 +144,6 @@ void prefill_attention_gemm(const Dims& d, const AttentionWeights& w, const Chun
   // The segment's whole context decompressed: c_kv of every cached position through kv_b_proj gives
   // [total, heads·(nope+v)] (k_nope then v per head); k_rope [total, rope] is shared by all heads.
   // Buffers live in the scratch (grown, never shrunk), so repeated prefills do not fault in fresh pages.
-  auto at_least = [](std::vector<float>& v, int64_t n) {
-    if (int64_t(v.size()) < n) v.resize(size_t(n));
-    return v.data();
-  };
   float* c_kv = at_least(s.attn_latent, total * (d.kv_lora + d.rope));
   float* k_rope = c_kv + total * d.kv_lora;
   for (int64_t p = 0; p < total; ++p) {
