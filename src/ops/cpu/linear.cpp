@@ -67,8 +67,10 @@ int64_t gemm_min_tokens(const LinearWeight& w) {
   // tokens (BF16 3.0 vs 3.4 ms, FP8 2.5 vs 3.0 ms), dequantize + f32 matmul from 48 (4.4 vs 4.7 ms,
   // 4.4 vs 4.9 ms).
   // With the avx512_bf16 GEMV (vdpbf16ps, AMD Zen 5, 2 cores) BF16 weights with bf16 activations stay on
-  // the GEMV up to 48 tokens (16: 0.31 vs 0.63 ms; 48: 0.87 vs 1.00 ms; 64: 1.19 vs 1.12 ms).
-  if (w.dtype == DType::BF16 && active_kernel(KernelFamily::gemv) == "avx512_bf16") return 64;
+  // the GEMV up to 48 tokens (16: 0.31 vs 0.63 ms; 48: 0.87 vs 1.00 ms; 64: 1.19 vs 1.12 ms) — for rows of
+  // 1024 or more; short rows (MoE down projections, [1024 x 256]) pay the GEMV's per-output reduction
+  // more often and the matmul wins from ~16 tokens (48: 81 vs 50 us), so they switch at 24.
+  if (w.dtype == DType::BF16 && active_kernel(KernelFamily::gemv) == "avx512_bf16") return w.cols <= 512 ? 24 : 64;
   if (has_native_bf16_gemm()) return w.dtype == DType::BF16 ? 8 : w.dtype == DType::F8_E4M3 ? 32 : 40;
   return 40;
 }
