@@ -1,9 +1,12 @@
 // linear(): validates the call and picks the kernel.
-//   n_tokens <  gemm_min_tokens: GEMV (gemv.cpp), rows split across threads, weights streamed once.
+//   n_tokens <  gemm_min_tokens: GEMV (gemv.cpp picks the CPU's best: gemv_avx512_bf16.cpp,
+//                                gemv_avx512.cpp, gemv_avx2.cpp), rows split across threads, weights
+//                                streamed once.
 //   n_tokens >= gemm_min_tokens: oneDNN matmul (gemm_onednn.cpp): bf16 for BF16 weights with bf16
 //                                activations where the CPU has a bf16 matmul, else f32.
 //   Precision::fp8 with FP8 weights: activations quantized per 1×128 tile (linear_fp8.cpp).
 // The crossover was measured with bench_linear (see gemm_min_tokens).
+// linear_group(): the same routes for many calls in one parallel region (ops/linear.h).
 #include <algorithm>
 #include <memory>
 #include <vector>
