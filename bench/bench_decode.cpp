@@ -262,6 +262,7 @@ int main(int argc, char** argv) {
           forward(*model, warm, prompt.data(), n, options, &logits);
         }
         KVCache cache(c, n);
+        prepare_forward(*model, cache, n, options);  // as generate: scratch grown before timing
         set_profiler_enabled(true);
         reset_profiler();
         const double t0 = now_seconds();

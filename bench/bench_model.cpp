@@ -195,6 +195,7 @@ int main(int argc, char** argv) {
       for (int r = 0; r < runs + 1; ++r) {
         peak = std::max(peak, measure_onednn_matmul_gflops(2048, 2048, 2048, peak_type, 3));
         KVCache cache(model->config, prompt_len + decode_tokens + 1);
+        prepare_forward(*model, cache, prompt_len, options);  // as generate: scratch grown before timing
         const double t0 = now_seconds();
         forward(*model, cache, prompt.data(), prompt_len, options, &logits);
         const double seconds = now_seconds() - t0;
