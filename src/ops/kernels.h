@@ -9,8 +9,10 @@
 // CPU the tests run on, not only the one this CPU would pick; benchmarks name the one they time.
 //
 //   family        implementations, best first (those this build and CPU have)
-//   gemv          avx512, avx2, scalar               linear() for few tokens (ops/linear.h); chosen by
-//                                                    the CPU at run time in any build (ops/cpu/gemv.cpp)
+//   gemv          avx512_bf16, avx512, avx2, scalar  linear() for few tokens (ops/linear.h); chosen by
+//                                                    the CPU at run time in any build (ops/cpu/gemv.cpp);
+//                                                    avx512_bf16 differs from avx512 only for BF16
+//                                                    weights with bf16 activations
 //   fp8_convert   avx512, avx2, scalar               FP8 conversions and quantizers (ops/fp8.h)
 //   fp8_gemm      avx512_bf16, avx512_fma, avx2_fma, scalar   fp8_gemm's default accumulation
 //   bf16_matmul   onednn_bf16, f32_matmul            gemm_bf16 and fp8_gemm_by_runs (ops/gemm.h):
