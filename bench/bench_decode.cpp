@@ -4,7 +4,8 @@
 //   breakdown  batch 1: time per step by profiler zone (ops that stream weights — the projections,
 //              router, experts, dense/shared FFNs, head — against the attention core over the latent
 //              cache, and the rest: embedding, norms, residuals, rope), and the weight bytes per step over
-//              the step time as a fraction of the read bandwidth;
+//              the step time as a fraction of the read bandwidth; and sampling's time beside it (greedy,
+//              and temperature 0.6 with top-p 0.95, over the whole vocabulary);
 //   batch      B sequences (16-token prompts each, different tokens) decoded together by forward_batch:
 //              step time, aggregate tokens/s and its ratio to batch 1, and the weight bytes one step
 //              reads — the routed experts the B tokens chose (each read once however many chose it)
@@ -241,14 +242,45 @@ int main(int argc, char** argv) {
         const ZoneShares z = profiled_steps(*model, 1, capacity, steps, options, &total);
         read_peak = std::max({read_peak, probe.pass(), probe.pass()});
         const double step = total / double(steps);
+        // Sampling, outside the forward: a greedy pick and a temperature 0.6 / top-p 0.95 draw over one
+        // step's logits (the whole vocabulary), median of `steps` calls each.
+        double greedy_ms = 0, top_p_ms = 0;
+        int64_t top_p_kept = 0;
+        {
+          Batch b = start_batch(*model, 1, kPromptTokens + 2, options);
+          Scratch scratch;
+          int64_t experts = 0;
+          batch_step(*model, b, options, scratch, &experts);
+          for (const bool greedy : {true, false}) {
+            SamplingParams params;
+            params.temperature = greedy ? 0.0f : 0.6f;
+            params.top_p = greedy ? 1.0f : 0.95f;
+            params.seed = 7;
+            Sampler sampler(params);
+            std::vector<double> calls;
+            for (int64_t s = 0; s < steps; ++s) {
+              const double t0 = now_seconds();
+              sampler.sample(b.logits.data(), c.vocab_size);
+              calls.push_back(now_seconds() - t0);
+            }
+            (greedy ? greedy_ms : top_p_ms) = median(calls) * 1e3;
+            if (!greedy) {  // how many ids top-p kept: near the whole vocabulary for a random model's flat logits
+              std::vector<double> probs;
+              sampler.distribution(b.logits.data(), c.vocab_size, probs);
+              top_p_kept = int64_t(std::count_if(probs.begin(), probs.end(), [](double p) { return p > 0; }));
+            }
+          }
+        }
         const double gbs = double(costs.decode_weight_bytes) / step / 1e9;
         std::printf("{\"case\": \"breakdown\", \"weights\": \"%s\", \"step_ms\": %.2f, \"tokens_per_s\": %.2f, "
                     "\"weight_bytes_per_step\": %zu, \"weight_gbs\": %.2f, \"read_peak_gbs\": %.2f, "
                     "\"fraction_of_read_peak\": %.3f, \"share_weight_streaming\": %.3f, \"share_attention_core\": "
-                    "%.3f, \"share_other\": %.3f, \"weight_streaming_gbs\": %.2f, \"zones\": {%s}}\n",
+                    "%.3f, \"share_other\": %.3f, \"weight_streaming_gbs\": %.2f, \"sampling_greedy_ms\": %.3f, "
+                    "\"sampling_top_p_ms\": %.3f, \"sampling_top_p_kept\": %lld, \"zones\": {%s}}\n",
                     weights, step * 1e3, 1.0 / step, costs.decode_weight_bytes, gbs, read_peak, gbs / read_peak,
                     z.weights, z.attention_core, z.other,
-                    double(costs.decode_weight_bytes) / (z.weights * step) / 1e9, z.json.c_str());
+                    double(costs.decode_weight_bytes) / (z.weights * step) / 1e9, greedy_ms, top_p_ms, (long long)top_p_kept,
+                    z.json.c_str());
         std::fflush(stdout);
       }
 

@@ -3,6 +3,8 @@
 #include <cmath>
 #include <map>
 #include <memory>
+#include <numeric>
+#include <random>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -58,6 +60,39 @@ TEST(Sampler, TopPKeepsSmallestPrefixReachingMass) {
   EXPECT_EQ(counts[2], 0);
   // Renormalised 0.5/0.8 = 0.625 for token 0; 4000 draws give a standard deviation of ~31.
   EXPECT_NEAR(counts[0], 2500, 150);
+}
+
+// Top-p over a large vocabulary: the kept set is the best-first prefix a brute-force sort finds, both when
+// it is small and when it runs past the 256 candidates sorted first (and the 2048 after them).
+TEST(Sampler, TopPPrefixMatchesAFullSortAtAnySize) {
+  const int64_t V = 20000;
+  std::mt19937 rng(5);
+  for (const float spread : {8.0f, 1.0f, 0.2f}) {
+    std::normal_distribution<float> normal(0.0f, spread);
+    std::vector<float> logits(static_cast<size_t>(V));
+    for (float& l : logits) l = normal(rng);
+    Sampler s(params(0.7f, 0, 0.9f, 1));
+    std::vector<double> probs;
+    s.distribution(logits.data(), V, probs);
+    // Brute force: ids by logit (ties by id), weights exp((l - max) / T), smallest prefix reaching 0.9.
+    std::vector<int32_t> order(static_cast<size_t>(V));
+    std::iota(order.begin(), order.end(), 0);
+    std::sort(order.begin(), order.end(), [&](int32_t a, int32_t b) {
+      return logits[size_t(a)] > logits[size_t(b)] || (logits[size_t(a)] == logits[size_t(b)] && a < b);
+    });
+    const float max_logit = logits[size_t(order[0])];
+    double total = 0;
+    for (float l : logits) total += std::exp(double(l - max_logit) / 0.7);
+    double mass = 0;
+    size_t keep = 0;
+    while (keep < order.size() && mass < 0.9) mass += std::exp(double(logits[size_t(order[keep++])] - max_logit) / 0.7) / total;
+    size_t kept = 0;
+    for (double p : probs) kept += p > 0;
+    EXPECT_EQ(kept, keep) << "spread " << spread;
+    for (size_t i = 0; i < keep; ++i) EXPECT_GT(probs[size_t(order[i])], 0.0) << "spread " << spread << " rank " << i;
+    if (spread == 0.2f) EXPECT_GT(keep, 2048u);  // the growth past the first sorts is exercised
+    if (spread == 8.0f) EXPECT_LT(keep, 256u);
+  }
 }
 
 TEST(Sampler, FrequenciesFollowSoftmax) {

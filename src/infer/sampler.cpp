@@ -55,7 +55,6 @@ int32_t Sampler::sample(const float* logits, int64_t vocab) {
 
 size_t Sampler::weigh_candidates(const float* logits, int64_t vocab, double* kept_total) {
   const TokenMask* allowed = params_.allowed_ids.get();
-  // Candidates sorted by logit, best first; top-k keeps only the first k.
   candidates_.clear();
   const int64_t n = allowed ? std::min<int64_t>(vocab, int64_t(allowed->size())) : vocab;
   for (int64_t i = 0; i < n; ++i) {
@@ -64,34 +63,50 @@ size_t Sampler::weigh_candidates(const float* logits, int64_t vocab, double* kep
   DSV3_CHECK(!candidates_.empty(), "[sampler] no token id below ", vocab, " is allowed (allowed_ids marks none of "
              "them): build the mask from the model's tokenizer");
   const int64_t n_candidates = int64_t(candidates_.size());
-  const int64_t k = params_.top_k > 0 ? std::min(params_.top_k, n_candidates) : n_candidates;
   auto by_logit = [](const auto& a, const auto& b) {
     return a.first > b.first || (a.first == b.first && a.second < b.second);
   };
-  std::partial_sort(candidates_.begin(), candidates_.begin() + k, candidates_.end(), by_logit);
-  candidates_.resize(size_t(k));
-
-  // Softmax of logit / temperature over the survivors.
-  const float max_logit = candidates_[0].first;
-  double total = 0;
-  for (auto& c : candidates_) {
-    c.first = float(std::exp(double(c.first - max_logit) / params_.temperature));
-    total += c.first;
+  auto weight = [&](float logit, float max_logit) {
+    return float(std::exp(double(logit - max_logit) / params_.temperature));
+  };
+  // Top-k keeps the k best, sorted.
+  if (params_.top_k > 0 && params_.top_k < n_candidates) {
+    std::partial_sort(candidates_.begin(), candidates_.begin() + params_.top_k, candidates_.end(), by_logit);
+    candidates_.resize(size_t(params_.top_k));
   }
-  // Top-p: the smallest prefix whose probability mass reaches top_p.
-  size_t keep = candidates_.size();
+  const int64_t m = int64_t(candidates_.size());
+  float max_logit = candidates_[0].first;
+  for (const auto& c : candidates_) max_logit = std::max(max_logit, c.first);
+  // Softmax of logit / temperature over the survivors: its normaliser, in index order.
+  double total = 0;
+  for (const auto& c : candidates_) total += weight(c.first, max_logit);
+  // Top-p: the smallest best-first prefix whose probability mass reaches top_p. Only that prefix needs
+  // sorting: sort the best 256, then 8× more while their mass falls short (a whole 129k vocabulary sorted
+  // took longer than a decode step).
+  size_t keep = size_t(m);
   if (params_.top_p < 1.0f) {
-    double mass = 0;
-    for (size_t i = 0; i < candidates_.size(); ++i) {
-      mass += candidates_[i].first / total;
-      if (mass >= params_.top_p) {
-        keep = i + 1;
+    for (int64_t sorted = std::min<int64_t>(m, 256);; sorted = std::min<int64_t>(m, sorted * 8)) {
+      std::partial_sort(candidates_.begin(), candidates_.begin() + sorted, candidates_.end(), by_logit);
+      double mass = 0;
+      int64_t i = 0;
+      for (; i < sorted; ++i) {
+        mass += weight(candidates_[size_t(i)].first, max_logit) / total;
+        if (mass >= params_.top_p) break;
+      }
+      if (i < sorted) {
+        keep = size_t(i + 1);
         break;
       }
+      if (sorted == m) break;  // rounding left the whole list short of top_p: keep it all
     }
   }
+  // The kept candidates' weights (best first where top-k or top-p sorted them; in id order otherwise,
+  // which draws from the same distribution).
   *kept_total = 0;
-  for (size_t i = 0; i < keep; ++i) *kept_total += candidates_[i].first;
+  for (size_t i = 0; i < keep; ++i) {
+    candidates_[i].first = weight(candidates_[i].first, max_logit);
+    *kept_total += candidates_[i].first;
+  }
   return keep;
 }
 

@@ -53,8 +53,9 @@ class Sampler {
   SamplingParams params_;
   std::mt19937_64 rng_;
   std::vector<std::pair<float, int32_t>> candidates_;  // reused across calls
-  // Fills candidates_ with the ids sample() may pick (temperature > 0), best first, each with its
-  // unnormalised weight; returns how many lead the list (top-k and top-p applied) and their weight sum.
+  // Fills candidates_ with the ids sample() may pick (temperature > 0), each of the first ones with its
+  // unnormalised weight (best first when top-k or top-p applies, in id order otherwise); returns how
+  // many lead the list (top-k and top-p applied) and their weight sum.
   size_t weigh_candidates(const float* logits, int64_t vocab, double* kept_total);
   // The greedy choice: the best allowed id (throws when none is allowed).
   int32_t greedy_choice(const float* logits, int64_t vocab) const;
