@@ -11,8 +11,8 @@
 //                             oneDNN's bf16 matmul for BF16 weights with bf16 activations on a CPU that has
 //                             one, the f32 matmul otherwise — measured at 2048³ and at the case's own shape
 //   crossover                 GEMV vs GEMM seconds for 1..64 tokens (how gemm_min_tokens was chosen)
-// The validate and gemv cases run once per SIMD implementation of the gemv family the CPU has (avx512,
-// avx2), named in "kernel"; the crossover uses the default one.
+// The validate and gemv cases run once per SIMD implementation of the gemv family the CPU has
+// (avx512_bf16, avx512, avx2), named in "kernel"; the crossover uses the default one.
 // Usage: bench_linear [--quick] [--gemv-only] [--threads N]
 #include <algorithm>
 #include <cmath>

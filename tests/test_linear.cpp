@@ -216,7 +216,7 @@ TEST_P(LinearKernels, GroupEqualsEachLinearAlone) {
       linear_group(calls.data(), int64_t(calls.size()), p);
       for (size_t i = 0; i < std::size(tokens); ++i) {
         linear(weights[i].w, xs[i].data(), alone[i].data(), tokens[i], p);
-        const bool on_gemv = tokens[i] < gemm_min_tokens(weights[i].w);
+        const bool on_gemv = tokens[i] < gemm_min_tokens(weights[i].w, p);
         for (size_t j = 0; j < alone[i].size(); ++j) {
           if (on_gemv) {
             ASSERT_EQ(grouped[i][j], alone[i][j]) << dtype_name(dtype) << " " << name(p) << " call " << i << " @" << j;

@@ -34,7 +34,8 @@ void Scratch::reserve(const ModelConfig& c, int64_t n, int64_t max_tokens, int t
     grow(slot_row, n * k);
     grow(expert_count, E);
     grow(expert_begin, E + 1);
-    expert_calls.reserve(size_t(2 * E));
+    expert_in_calls.reserve(size_t(2 * E));
+    expert_down_calls.reserve(size_t(E));
     grow(sorted_x, n * k * H);
     grow(sorted_y, n * k * H);
     const int64_t ffn = std::max({n * k * c.moe_intermediate_size, n * c.n_shared_experts * c.moe_intermediate_size,

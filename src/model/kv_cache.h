@@ -51,7 +51,9 @@ struct Scratch {
   std::vector<float> attn_latent;    // [positions, kv_lora + rope] or [2, rows, heads, kv_lora]
   std::vector<float> attn_kvb;       // [positions, heads·(nope+v)]
   std::vector<float> attn_scores;    // [threads, n, positions]
-  std::vector<LinearCall> expert_calls;  // [2·E] the routed experts' products, run as one linear_group
+  // The chosen routed experts' products (moe.cpp), each list run as one linear_group.
+  std::vector<LinearCall> expert_in_calls;    // [2·E] gate and up projections
+  std::vector<LinearCall> expert_down_calls;  // [E] down projections
   int64_t experts_run = 0;           // routed-expert runs so far (counted by moe_forward; benchmarks reset it)
   std::vector<float> head_out;       // [sequences, vocab] batched head logits (grown by forward_batch)
 

@@ -135,8 +135,7 @@ void naive_attention(const Dims& d, const AttentionWeights& w, const ChunkContex
 // kv_b_proj), which needs ~3x fewer FLOPs than the absorbed one when many queries share the keys, as
 // serving engines do for prefill. Per head: scores = Q_h·K_hᵀ over every visible position, the causal
 // mask and softmax row by row, then out = P·V_h. The masked half of the score matrix is computed and
-// discarded: the GEMM is still far faster than per-query loops. Buffers are allocated per call (prefill
-// chunks only; decode never comes here).
+// discarded: the GEMM is still far faster than per-query loops. Decode never comes here.
 void prefill_attention_gemm(const Dims& d, const AttentionWeights& w, const ChunkContext& chunk,
                             const ChunkSegment& seg, int64_t layer, Scratch& s) {
   const KVCache& cache = *seg.cache;

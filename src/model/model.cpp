@@ -20,7 +20,6 @@ void ensure_shape(Tensor* t, const Shape& shape) {
   if (t->empty() || t->dtype() != DType::F32 || t->shape() != shape) *t = Tensor(DType::F32, shape);
 }
 
-// Rope tables of every row of the chunk, each at its segment's positions; the context over them.
 // Tokens per chunk for an input of n: at most prefill_chunk, in equal chunks (539 tokens as 270 + 269,
 // not 512 + 27: a short chunk after a long one pays attention over the whole context for few rows).
 int64_t chunk_size(const ForwardOptions& o, int64_t n) {
@@ -29,6 +28,7 @@ int64_t chunk_size(const ForwardOptions& o, int64_t n) {
   return (n + chunks - 1) / chunks;
 }
 
+// Rope tables of every row of the chunk, each at its segment's positions; the context over them.
 ChunkContext make_context(const ModelWeights& w, const ForwardOptions& o, Scratch& s,
                           std::span<const ChunkSegment> segments, int64_t n) {
   const int64_t half = w.rope.dim / 2;

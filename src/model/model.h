@@ -22,15 +22,15 @@ namespace dsv3 {
 
 struct Model {
   ModelConfig config;
-  TensorStore store;  // owns the mmaps the weights point into
+  TensorStore store;  // owns the mappings (or in-memory copies) the weights point into
   ModelWeights weights;
 };
 
-// Reads dir/config.json and the safetensors files of dir; binds and validates every tensor.
 // Whether load_model copies the weights into memory on 2 MB pages when they fit in RAM (the default;
 // steps read them faster) or reads them through the file mapping (`dsv3 --mmap`: starts sooner).
 void set_load_weights_into_memory(bool on);
 
+// Reads dir/config.json and the safetensors files of dir; binds and validates every tensor.
 std::unique_ptr<Model> load_model(const std::string& dir);
 
 struct ForwardOptions {

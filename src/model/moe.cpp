@@ -133,27 +133,24 @@ void moe_forward(const ModelConfig& c, const MoeWeights& w, const float* x, int6
   // and up projections of all of them as one linear_group, then all the down projections as another,
   // so a decode step runs two parallel regions per layer rather than three per expert.
   const int64_t I = c.moe_intermediate_size;
-  std::vector<LinearCall>& calls = s.expert_calls;
-  calls.clear();
+  std::vector<LinearCall>& in_calls = s.expert_in_calls;
+  std::vector<LinearCall>& down_calls = s.expert_down_calls;
+  in_calls.clear();
+  down_calls.clear();
   for (int64_t e = 0; e < E; ++e) {
     const int64_t rows = begin[e + 1] - begin[e];
     if (rows == 0) continue;
     ++s.experts_run;
     const MlpWeights& ew = w.experts[size_t(e)];
     const float* xe = s.sorted_x.data() + begin[e] * H;
-    calls.push_back({&ew.gate_proj, xe, s.ffn_gate.data() + begin[e] * I, rows});
-    calls.push_back({&ew.up_proj, xe, s.ffn_up.data() + begin[e] * I, rows});
+    float* gate = s.ffn_gate.data() + begin[e] * I;
+    in_calls.push_back({&ew.gate_proj, xe, gate, rows});
+    in_calls.push_back({&ew.up_proj, xe, s.ffn_up.data() + begin[e] * I, rows});
+    down_calls.push_back({&ew.down_proj, gate, s.sorted_y.data() + begin[e] * H, rows});
   }
-  linear_group(calls.data(), int64_t(calls.size()), precision);
+  linear_group(in_calls.data(), int64_t(in_calls.size()), precision);
   silu_mul(s.ffn_gate.data(), s.ffn_up.data(), s.ffn_gate.data(), n * k * I);
-  calls.clear();
-  for (int64_t e = 0; e < E; ++e) {
-    const int64_t rows = begin[e + 1] - begin[e];
-    if (rows == 0) continue;
-    calls.push_back({&w.experts[size_t(e)].down_proj, s.ffn_gate.data() + begin[e] * I,
-                     s.sorted_y.data() + begin[e] * H, rows});
-  }
-  linear_group(calls.data(), int64_t(calls.size()), precision);
+  linear_group(down_calls.data(), int64_t(down_calls.size()), precision);
 
   // out = Σ_j weight_j · expert_j(x) (slot order), then + shared experts.
   std::memset(out, 0, size_t(n * H) * sizeof(float));

@@ -64,8 +64,10 @@ void linear_group(const LinearCall* calls, int64_t n_calls, Precision precision)
 void dequantize_rows(const LinearWeight& w, int64_t row_begin, int64_t row_end, float* out);
 
 // linear() uses oneDNN matmul (dequantizing non-F32 weights in row chunks) from this many tokens
-// on; below it, a GEMV that streams the weight once for all tokens. Exposed for benchmarks.
-int64_t gemm_min_tokens(const LinearWeight& w);
+// on; below it, a GEMV that streams the weight once for all tokens. Depends on the activations'
+// precision where the GEMV kernel does (avx512_bf16 multiplies BF16 weights by bf16 activations only).
+// Exposed for benchmarks and tests.
+int64_t gemm_min_tokens(const LinearWeight& w, Precision precision = Precision::bf16);
 
 namespace reference {
 // The scalar twin every fast linear kernel is tested against (accumulates in double).

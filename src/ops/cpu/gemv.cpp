@@ -20,8 +20,8 @@ namespace dsv3::cpu {
 
 #ifdef DSV3_GEMV_X86
 // Entry points of the SIMD files (declared here, not in a header: nothing else may call them on a CPU
-// that lacks the instructions). pack_token_* pack the whole chunks of one token and return the
-// columns done; the rest is packed by pack_chunk_scalar.
+// that lacks the instructions). pack_token_avx2/avx512 pack the whole chunks of one token and return
+// the columns done, the rest is packed by pack_chunk_scalar; pack_token_bf16_pairs packs the whole row.
 int64_t pack_token_avx2(const float* src, int64_t cols, Precision precision, XLayout layout, float x_scale,
                         float* dst);
 int64_t pack_token_avx512(const float* src, int64_t cols, Precision precision, XLayout layout, float x_scale,
@@ -31,7 +31,7 @@ void gemv_rows_avx2(const LinearWeight& w, const float* x_packed, int64_t n_toke
 void gemv_rows_avx512(const LinearWeight& w, const float* x_packed, int64_t n_tokens, const float* y_scales, float* y,
                       int64_t row_begin, int64_t row_end);
 void dequantize_rows_avx2(const LinearWeight& w, int64_t row_begin, int64_t row_end, float* out);
-int64_t pack_token_bf16_pairs(const float* src, int64_t cols, float* dst);
+void pack_token_bf16_pairs(const float* src, int64_t cols, float* dst);
 void gemv_rows_avx512_bf16(const LinearWeight& w, const float* x_packed, int64_t n_tokens, float* y,
                            int64_t row_begin, int64_t row_end);
 #endif

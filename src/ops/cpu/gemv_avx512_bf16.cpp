@@ -111,8 +111,8 @@ void row_block(const LinearWeight& w, const uint16_t* xp, int64_t x_stride, int6
 }  // namespace
 
 // One token's activations as bf16 in natural order, zero-padded to padded_cols(cols) values, written
-// over the first half of dst (a row of padded_cols floats). Returns the columns packed (all).
-int64_t pack_token_bf16_pairs(const float* src, int64_t cols, float* dst) {
+// over the first half of dst (a row of padded_cols floats).
+void pack_token_bf16_pairs(const float* src, int64_t cols, float* dst) {
   uint16_t* out = reinterpret_cast<uint16_t*>(dst);
   const int64_t pc = padded_cols(cols);
   int64_t c = 0;
@@ -124,7 +124,6 @@ int64_t pack_token_bf16_pairs(const float* src, int64_t cols, float* dst) {
     c += 16;
   }
   for (; c < pc; c += 16) _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + c), _mm256_setzero_si256());
-  return cols;
 }
 
 void gemv_rows_avx512_bf16(const LinearWeight& w, const float* x_packed, int64_t n_tokens, float* y,

@@ -61,7 +61,7 @@ void check_weight(const LinearWeight& w) {
 
 }  // namespace
 
-int64_t gemm_min_tokens(const LinearWeight& w) {
+int64_t gemm_min_tokens(const LinearWeight& w, Precision precision) {
   // bench_linear "crossover", [2048 x 2048] weights, 2 cores.
   // With a bf16 matmul (Xeon with AMX), BF16 weights are multiplied as they are stored: the matmul wins
   // from 8 tokens (0.39 vs 0.45 ms). FP8 weights (dequantized to f32 for the f32 matmul) from 32 (1.9 vs
@@ -73,7 +73,8 @@ int64_t gemm_min_tokens(const LinearWeight& w) {
   // the GEMV up to 48 tokens (16: 0.31 vs 0.63 ms; 48: 0.87 vs 1.00 ms; 64: 1.19 vs 1.12 ms) — for rows of
   // 1024 or more; short rows (MoE down projections, [1024 x 256]) pay the GEMV's per-output reduction
   // more often and the matmul wins from ~16 tokens (48: 81 vs 50 us), so they switch at 24.
-  if (w.dtype == DType::BF16 && active_kernel(KernelFamily::gemv) == "avx512_bf16") return w.cols <= 512 ? 24 : 64;
+  if (w.dtype == DType::BF16 && precision == Precision::bf16 && active_kernel(KernelFamily::gemv) == "avx512_bf16")
+    return w.cols <= 512 ? 24 : 64;
   if (has_native_bf16_gemm()) return w.dtype == DType::BF16 ? 8 : w.dtype == DType::F8_E4M3 ? 32 : 40;
   return 40;
 }
@@ -99,7 +100,7 @@ Route route_of(const LinearWeight& w, const float* x, const float* y, int64_t n_
   // The fast kernels walk FP8 blocks in 32- or 64-column chunks; other block sizes go to the reference.
   if (w.dtype == DType::F8_E4M3 && (w.block % cpu::gemv_fp8_block_multiple() != 0 || precision == Precision::fp8))
     return Route::reference;
-  const bool use_gemm = path == LinearPath::gemm || (path == LinearPath::automatic && n_tokens >= gemm_min_tokens(w));
+  const bool use_gemm = path == LinearPath::gemm || (path == LinearPath::automatic && n_tokens >= gemm_min_tokens(w, precision));
   return use_gemm ? Route::gemm : Route::gemv;
 }
 
