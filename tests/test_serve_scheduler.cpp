@@ -188,6 +188,25 @@ CompletionParams request(int64_t prompt_tokens, uint32_t seed, float temperature
   return p;
 }
 
+// Submits params[i] at step arrive_at_step[i] and steps until all the work is done (at most max_steps);
+// returns each request's tokens, text and finish, and its handle in *handles.
+std::vector<Collected> run_arrivals(Scheduler& sched, const std::vector<CompletionParams>& params,
+                                    const std::vector<int>& arrive_at_step,
+                                    std::vector<std::shared_ptr<RequestHandle>>* handles, int max_steps = 1000) {
+  handles->assign(params.size(), nullptr);
+  std::vector<Collected> got(params.size());
+  const int last_arrival = *std::max_element(arrive_at_step.begin(), arrive_at_step.end());
+  for (int step = 0; step < max_steps; ++step) {
+    for (size_t i = 0; i < params.size(); ++i)
+      if (arrive_at_step[i] == step) (*handles)[i] = sched.submit(params[i]);
+    const bool worked = sched.step();
+    for (size_t i = 0; i < params.size(); ++i)
+      if ((*handles)[i]) drain_updates((*handles)[i], got[i]);
+    if (!worked && step > last_arrival) break;
+  }
+  return got;
+}
+
 TEST(Scheduler, RequestsJoiningAndLeavingMidBatchGiveGeneratesTokens) {
   SchedulerOptions o;
   o.parallel = 3;
@@ -200,17 +219,8 @@ TEST(Scheduler, RequestsJoiningAndLeavingMidBatchGiveGeneratesTokens) {
   // for three slots, so the last one waits for a slot.
   const std::vector<CompletionParams> params = {request(5, 1, 0.0f, 20), request(150, 2, 1.0f, 12),
                                                 request(70, 3, 0.0f, 30), request(9, 4, 0.8f, 25)};
-  const std::vector<int> arrive_at_step = {0, 0, 3, 4};
-  std::vector<std::shared_ptr<RequestHandle>> handles(params.size());
-  std::vector<Collected> got(params.size());
-  for (int step = 0; step < 500; ++step) {
-    for (size_t i = 0; i < params.size(); ++i)
-      if (arrive_at_step[i] == step) handles[i] = sched.submit(params[i]);
-    const bool worked = sched.step();
-    for (size_t i = 0; i < params.size(); ++i)
-      if (handles[i]) drain_updates(handles[i], got[i]);
-    if (!worked && step > 4) break;
-  }
+  std::vector<std::shared_ptr<RequestHandle>> handles;
+  const std::vector<Collected> got = run_arrivals(sched, params, {0, 0, 3, 4}, &handles, 500);
   for (size_t i = 0; i < params.size(); ++i) {
     SCOPED_TRACE("request " + std::to_string(i));
     const std::vector<int32_t> expected = generate_tokens(params[i], o.forward);
@@ -244,26 +254,35 @@ TEST(Scheduler, APromptStartingWithCachedPagesReusesThemAndGivesTheSameTokens) {
   EXPECT_GT(sched.metrics().cached_prompt_tokens, 0);
 }
 
+// With speculation too: a preempted sequence drops its draft and rebuilds its MTP rows from the cached
+// pages on return.
 TEST(Scheduler, AFullPoolQueuesOrPreemptsAndEveryRequestStillFinishes) {
-  SchedulerOptions o;
-  o.parallel = 4;
-  o.context = 192;  // 3 pages a sequence at most
-  o.kv_pages = 4;   // fewer than the four requests need together
-  o.max_queue = 5;
-  o.forward = options_with_chunk(64);
-  Scheduler sched(*tiny().model, tiny().tokenizer, o);
-  std::vector<std::shared_ptr<RequestHandle>> handles;
-  for (uint32_t i = 0; i < 4; ++i) handles.push_back(sched.submit(request(60 + 10 * i, 20 + i, 0.7f, 100)));
-  std::vector<Collected> got(handles.size());
-  for (int step = 0; step < 2000 && sched.step(); ++step)
-    for (size_t i = 0; i < handles.size(); ++i) drain_updates(handles[i], got[i]);
-  for (size_t i = 0; i < handles.size(); ++i) {
-    drain_updates(handles[i], got[i]);
-    EXPECT_NE(got[i].finish, FinishReason::none) << i;
-    EXPECT_FALSE(got[i].tokens.empty()) << i;
+  for (const bool mtp : {false, true}) {
+    SCOPED_TRACE(mtp ? "mtp" : "no mtp");
+    SchedulerOptions o;
+    o.parallel = 4;
+    o.context = 192;  // 3 pages a sequence at most
+    o.kv_pages = 4;   // fewer than the four requests need together
+    o.max_queue = 5;
+    o.mtp = mtp;
+    o.mtp_min_acceptance = 0;  // draft at every token
+    o.forward = options_with_chunk(64);
+    Scheduler sched(*tiny().model, tiny().tokenizer, o);
+    std::vector<std::shared_ptr<RequestHandle>> handles;
+    for (uint32_t i = 0; i < 4; ++i)
+      handles.push_back(sched.submit(request(60 + 10 * i, 20 + i, i % 2 ? 0.7f : 0.0f, 100)));
+    std::vector<Collected> got(handles.size());
+    for (int step = 0; step < 3000 && sched.step(); ++step)
+      for (size_t i = 0; i < handles.size(); ++i) drain_updates(handles[i], got[i]);
+    for (size_t i = 0; i < handles.size(); ++i) {
+      drain_updates(handles[i], got[i]);
+      EXPECT_NE(got[i].finish, FinishReason::none) << i;
+      EXPECT_FALSE(got[i].tokens.empty()) << i;
+    }
+    EXPECT_GT(sched.metrics().preemptions, 0);
+    EXPECT_EQ(sched.metrics().drafted_tokens > 0, mtp);
+    EXPECT_EQ(sched.pool().stats().referenced, 0);
   }
-  EXPECT_GT(sched.metrics().preemptions, 0);
-  EXPECT_EQ(sched.pool().stats().referenced, 0);
 }
 
 TEST(Scheduler, RefusesBeyondTheQueueAndExplainsBadRequests) {
@@ -344,6 +363,140 @@ TEST(Scheduler, StopStringsEndTheReplyAcrossTokens) {
   const Collected stopped = run(p);
   EXPECT_EQ(stopped.finish, FinishReason::stop);
   EXPECT_EQ(stopped.text, full.text.substr(0, full.text.find(p.stop[0])));
+}
+
+// ---- speculative decoding (MTP) in the scheduler ----
+
+// A tiny MTP model with a vocabulary of `vocab` ids (the byte tokenizer decodes the first ones).
+std::unique_ptr<Model> small_vocab_model(const testing::TempDir& dir, int64_t vocab, uint64_t seed, double scale) {
+  ModelConfig config = testing::tiny_v3_config();
+  config.vocab_size = vocab;
+  testing::write_tiny_checkpoint(config, dir.path(), seed, DType::BF16, false, scale);
+  return load_model(dir.path());
+}
+
+std::vector<int32_t> plain_tokens(const Model& model, const CompletionParams& p, const ForwardOptions& options) {
+  KVCache cache(model.config, int64_t(p.prompt.size()) + p.max_tokens);
+  Sampler sampler(p.sampling);
+  std::vector<int32_t> out;
+  const std::optional<int32_t> eos = p.stop_tokens.empty() ? std::nullopt : std::optional<int32_t>(p.stop_tokens[0]);
+  generate(model, cache, {p.prompt, p.max_tokens, eos}, sampler, options, [&](int32_t t) {
+    out.push_back(t);
+    return true;
+  });
+  return out;
+}
+
+// Greedy replies with speculation equal generate()'s without it, for requests joining mid-batch, multi-
+// chunk prompts and prompts that start with cached pages (their MTP rows come from the cache too), on a
+// vocabulary of 6 (drafts mostly accepted) and of 300 (mostly rejected), drafting at every token over the
+// whole vocabulary, and over half of it only while drafts are accepted (probing now and then).
+TEST(SchedulerMtp, GreedyRepliesEqualGenerateWithoutSpeculation) {
+  testing::TempDir dir("serve_mtp");
+  const std::unique_ptr<Model> six = small_vocab_model(dir, 6, 91, 0.3);
+  int64_t drafted = 0, accepted = 0;
+  for (const Model* model : {six.get(), tiny().model.get()}) {
+    const int64_t V = model->config.vocab_size;
+    for (const bool always : {true, false}) {
+      const int64_t draft_vocab = always ? 0 : V / 2;
+      SCOPED_TRACE(::testing::Message() << "vocab " << V << " draft vocab " << draft_vocab);
+      SchedulerOptions o;
+      o.parallel = 3;
+      o.context = 400;
+      o.step_tokens = 48;
+      o.batch_invariant = true;
+      o.mtp = true;
+      o.mtp_draft_vocab = draft_vocab;
+      o.mtp_min_acceptance = always ? 0.0 : 0.5;
+      o.forward = options_with_chunk(64);
+      Scheduler sched(*model, tiny().tokenizer, o);
+      std::vector<CompletionParams> params = {request(5, 1, 0.0f, 30), request(150, 2, 0.0f, 17),
+                                              request(70, 3, 0.0f, 40), request(9, 4, 0.0f, 25)};
+      params.push_back(params[1]);  // the same prompt again: its full pages come from the prefix cache
+      params.back().max_tokens = 9;
+      for (CompletionParams& p : params) {
+        for (int32_t& t : p.prompt) t %= int32_t(V);
+        if (V < 300) p.stop_tokens.clear();
+      }
+      std::vector<std::shared_ptr<RequestHandle>> handles;
+      const std::vector<Collected> got = run_arrivals(sched, params, {0, 0, 3, 4, 40}, &handles);
+      for (size_t i = 0; i < params.size(); ++i) {
+        SCOPED_TRACE("request " + std::to_string(i));
+        const std::vector<int32_t> expected = plain_tokens(*model, params[i], o.forward);
+        EXPECT_EQ(got[i].tokens, expected);
+        EXPECT_NE(got[i].finish, FinishReason::none);
+        const RequestResult r = handles[i]->result();
+        EXPECT_EQ(r.completion_tokens, int64_t(expected.size()));
+        EXPECT_LE(r.accepted_tokens, r.drafted_tokens);
+      }
+      EXPECT_GT(handles.back()->result().cached_tokens, 0);
+      EXPECT_EQ(sched.pool().stats().referenced, 0);
+      const SchedulerMetrics m = sched.metrics();
+      std::printf("[ mtp ] vocab %lld, draft vocab %lld, min acceptance %.1f: %lld of %lld drafts accepted, %lld "
+                  "tokens\n", (long long)V, (long long)draft_vocab, o.mtp_min_acceptance, (long long)m.accepted_tokens,
+                  (long long)m.drafted_tokens, (long long)m.generated_tokens);
+      drafted += m.drafted_tokens;
+      accepted += m.accepted_tokens;
+    }
+  }
+  EXPECT_GT(accepted, 5);  // both branches ran
+  EXPECT_GT(drafted - accepted, 5);
+}
+
+// Sampled replies with speculation, many sequences batched, follow the model's joint distribution of
+// the first three tokens (the second comes from verifying a draft, the third from a bonus or a plain
+// step), computed from the model's logits directly.
+TEST(SchedulerMtp, SampledRepliesKeepTheModelsDistribution) {
+  testing::TempDir dir("serve_mtp_sampled");
+  const std::unique_ptr<Model> m = small_vocab_model(dir, 5, 77, 0.15);
+  const int64_t V = 5;
+  const std::vector<int32_t> prompt = {2, 3, 4, 2};
+  SamplingParams sampling;
+  sampling.temperature = 1.0f;
+  const std::vector<double> joint = testing::joint_distribution_of_three(*m, prompt, sampling);
+  SchedulerOptions o;
+  o.parallel = 16;
+  o.context = 16;
+  o.max_queue = 100000;
+  o.mtp = true;
+  Scheduler sched(*m, tiny().tokenizer, o);
+  const int draws = 6000;
+  std::vector<std::shared_ptr<RequestHandle>> handles;
+  for (int i = 0; i < draws; ++i) {
+    CompletionParams p;
+    p.prompt = prompt;
+    p.max_tokens = 3;
+    p.sampling = sampling;
+    p.sampling.seed = uint64_t(5000 + i);
+    p.top_logprobs = 0;
+    handles.push_back(sched.submit(p));
+    ASSERT_NE(handles.back(), nullptr);
+  }
+  while (sched.step()) {
+  }
+  std::vector<double> counts(joint.size(), 0.0);
+  for (const auto& h : handles) {
+    Collected c;
+    drain_updates(h, c);
+    ASSERT_EQ(c.tokens.size(), 3u);
+    counts[size_t((c.tokens[0] * V + c.tokens[1]) * V + c.tokens[2])] += 1;
+  }
+  size_t cells = 0;
+  const double x2 = testing::merged_chi_square(counts, joint, draws, &cells);
+  EXPECT_LT(x2, testing::chi_square_bound(cells));
+  const SchedulerMetrics metrics = sched.metrics();
+  EXPECT_EQ(metrics.drafted_tokens, draws);  // every reply verified one draft for its second token
+  EXPECT_GT(metrics.accepted_tokens, draws / 10);
+  EXPECT_LT(metrics.accepted_tokens, draws);
+}
+
+TEST(SchedulerMtp, ACheckpointWithoutAnMtpModuleIsRefused) {
+  testing::TempDir dir("serve_mtp_v2");
+  testing::write_tiny_checkpoint(testing::tiny_v2_config(), dir.path(), 3, DType::BF16, false);
+  const std::unique_ptr<Model> m = load_model(dir.path());
+  SchedulerOptions o;
+  o.mtp = true;
+  EXPECT_NE(testing::error_of([&] { Scheduler sched(*m, tiny().tokenizer, o); }).find("MTP module"), std::string::npos);
 }
 
 TEST(Scheduler, ARunningThreadServesAndDrains) {

@@ -29,8 +29,6 @@ double chi_square(const std::vector<double>& counts, const std::vector<double>& 
   return x2;
 }
 
-// With k - 1 degrees of freedom (k <= 40), a statistic above 2k + 40 has probability below 1e-6.
-double chi_square_bound(size_t cells) { return 2.0 * double(cells) + 40.0; }
 
 TEST(Speculative, AcceptOrResampleEmitsTheTargetDistribution) {
   SamplingParams params;
@@ -56,7 +54,7 @@ TEST(Speculative, AcceptOrResampleEmitsTheTargetDistribution) {
         ASSERT_EQ(token, draft);
       }
     }
-    EXPECT_LT(chi_square(counts, p, draws), chi_square_bound(p.size()));
+    EXPECT_LT(chi_square(counts, p, draws), testing::chi_square_bound(p.size()));
     // The acceptance probability is Σ min(p, q).
     double overlap = 0;
     for (size_t i = 0; i < p.size(); ++i) overlap += std::min(p[i], q[i]);
@@ -134,29 +132,7 @@ TEST_P(SampledSpeculation, KeepsTheModelsDistribution) {
   sampling.temperature = 1.0f;
   const int64_t V = config.vocab_size;
 
-  // The exact joint distribution of (t1, t2, t3).
-  auto next_distribution = [&](const std::vector<int32_t>& tokens) {
-    KVCache cache(config, 16);
-    Tensor logits;
-    forward(*m, cache, tokens.data(), int64_t(tokens.size()), ForwardOptions{}, &logits);
-    Sampler s(sampling);
-    std::vector<double> p;
-    s.distribution(logits.as<float>(), V, p);
-    return p;
-  };
-  std::vector<double> joint(size_t(V * V * V), 0.0);
-  const std::vector<double> p1 = next_distribution(prompt);
-  for (int32_t a = 0; a < V; ++a) {
-    std::vector<int32_t> pa = prompt;
-    pa.push_back(a);
-    const std::vector<double> p2 = next_distribution(pa);
-    for (int32_t b = 0; b < V; ++b) {
-      std::vector<int32_t> pab = pa;
-      pab.push_back(b);
-      const std::vector<double> p3 = next_distribution(pab);
-      for (int32_t c = 0; c < V; ++c) joint[size_t((a * V + b) * V + c)] = p1[size_t(a)] * p2[size_t(b)] * p3[size_t(c)];
-    }
-  }
+  const std::vector<double> joint = testing::joint_distribution_of_three(*m, prompt, sampling);
   // Cells the test can resolve: merge the rare ones into one (expected count >= 5).
   const int draws = 6000;
   std::vector<double> counts(joint.size(), 0.0);
@@ -171,20 +147,9 @@ TEST_P(SampledSpeculation, KeepsTheModelsDistribution) {
     drafted += stats.drafted_tokens;
     accepted += stats.accepted_tokens;
   }
-  std::vector<double> merged_p, merged_counts;
-  double rare_p = 0, rare_counts = 0;
-  for (size_t i = 0; i < joint.size(); ++i) {
-    if (joint[i] * draws >= 5) {
-      merged_p.push_back(joint[i]);
-      merged_counts.push_back(counts[i]);
-    } else {
-      rare_p += joint[i];
-      rare_counts += counts[i];
-    }
-  }
-  merged_p.push_back(rare_p);
-  merged_counts.push_back(rare_counts);
-  EXPECT_LT(chi_square(merged_counts, merged_p, draws), chi_square_bound(merged_p.size()));
+  size_t cells = 0;
+  const double x2 = testing::merged_chi_square(counts, joint, draws, &cells);
+  EXPECT_LT(x2, testing::chi_square_bound(cells));
   std::printf("[ speculative ] %lld of %lld drafts accepted\n", (long long)accepted, (long long)drafted);
   EXPECT_GT(accepted, drafted / 10);  // the bonus path ran
   EXPECT_LT(accepted, drafted);       // and so did the resampling

@@ -16,7 +16,9 @@
 #include "core/error.h"
 #include "core/tensor.h"
 #include "io/safetensors.h"
+#include "infer/sampler.h"
 #include "model/config.h"
+#include "model/model.h"
 #include "model/random_init.h"
 #include "ops/linear.h"
 
@@ -64,6 +66,68 @@ class TempDir {
  private:
   std::string path_;
 };
+
+// Pearson's chi-square of observed counts against probabilities p over `draws` observations, the cells
+// expected fewer than 5 times merged into one; *cells receives the number of cells compared.
+inline double merged_chi_square(const std::vector<double>& counts, const std::vector<double>& p, double draws,
+                                size_t* cells) {
+  std::vector<double> kept_p, kept_counts;
+  double rare_p = 0, rare_counts = 0;
+  for (size_t i = 0; i < p.size(); ++i) {
+    if (p[i] * draws >= 5) {
+      kept_p.push_back(p[i]);
+      kept_counts.push_back(counts[i]);
+    } else {
+      rare_p += p[i];
+      rare_counts += counts[i];
+    }
+  }
+  kept_p.push_back(rare_p);
+  kept_counts.push_back(rare_counts);
+  double x2 = 0;
+  for (size_t i = 0; i < kept_p.size(); ++i) {
+    if (kept_p[i] <= 0) continue;
+    const double e = kept_p[i] * draws;
+    x2 += (kept_counts[i] - e) * (kept_counts[i] - e) / e;
+  }
+  *cells = kept_p.size();
+  return x2;
+}
+
+// The model's exact joint distribution of the next three tokens after `prompt` under `sampling`
+// (temperature, top-k/p), indexed (t1·V + t2)·V + t3, from forward()'s logits with the default options.
+// For statistical tests on tiny vocabularies (V^3 forward passes).
+inline std::vector<double> joint_distribution_of_three(const Model& model, const std::vector<int32_t>& prompt,
+                                                       const SamplingParams& sampling) {
+  const int64_t V = model.config.vocab_size;
+  auto next = [&](const std::vector<int32_t>& tokens) {
+    KVCache cache(model.config, int64_t(tokens.size()));
+    Tensor logits;
+    forward(model, cache, tokens.data(), int64_t(tokens.size()), ForwardOptions{}, &logits);
+    Sampler s(sampling);
+    std::vector<double> p;
+    s.distribution(logits.as<float>(), V, p);
+    return p;
+  };
+  std::vector<double> joint(size_t(V * V * V));
+  const std::vector<double> p1 = next(prompt);
+  for (int32_t a = 0; a < V; ++a) {
+    std::vector<int32_t> pa = prompt;
+    pa.push_back(a);
+    const std::vector<double> p2 = next(pa);
+    for (int32_t b = 0; b < V; ++b) {
+      std::vector<int32_t> pab = pa;
+      pab.push_back(b);
+      const std::vector<double> p3 = next(pab);
+      for (int32_t c = 0; c < V; ++c) joint[size_t((a * V + b) * V + c)] = p1[size_t(a)] * p2[size_t(b)] * p3[size_t(c)];
+    }
+  }
+  return joint;
+}
+
+// With k - 1 degrees of freedom (k <= 130), a chi-square statistic above 2k + 40 has probability below
+// 1e-6: the bound the statistical tests use.
+inline double chi_square_bound(size_t cells) { return 2.0 * double(cells) + 40.0; }
 
 // A tiny DeepSeek-V3-shaped config (sigmoid/noaux_tc routing with groups, q_lora, YaRN, one MTP module).
 // hidden 144 and kv_b_proj rows 4·(16+16)=128 exercise full and partial 128×128 FP8 blocks.

@@ -28,6 +28,9 @@ struct ServeArgs {
   int64_t max_queue = 64;
   int64_t step_tokens = 512;
   bool batch_invariant = false;
+  bool no_mtp = false;
+  int64_t mtp_draft_vocab = 32768;
+  double mtp_min_acceptance = 0.5;
   std::string precision = "bf16";
   std::string model_id;
   size_t max_body_mb = 4;
@@ -64,6 +67,10 @@ int run_serve(const ServeArgs& a) {
   sched.max_queue = a.max_queue;
   sched.step_tokens = a.step_tokens;
   sched.batch_invariant = a.batch_invariant;
+  // Speculative decoding is on whenever the checkpoint brings an MTP module (DeepSeek-V3's does).
+  sched.mtp = !a.no_mtp && !loaded.model->weights.mtp.empty();
+  sched.mtp_draft_vocab = a.mtp_draft_vocab;
+  sched.mtp_min_acceptance = a.mtp_min_acceptance;
   sched.forward.precision = a.precision == "f32" ? Precision::f32 : a.precision == "fp8" ? Precision::fp8 : Precision::bf16;
   Scheduler scheduler(*loaded.model, *loaded.tokenizer, sched);
   scheduler.start();
@@ -74,9 +81,10 @@ int run_serve(const ServeArgs& a) {
   http.set_engine({loaded.model.get(), loaded.tokenizer.get(), &scheduler, chat_template});
   const PagePool& pool = scheduler.pool();
   std::printf("[serve] ready: model '%s' at http://%s:%d/ — %lld sequences of up to %lld tokens, %lld KV pages "
-              "(%.1f MiB)\n",
+              "(%.1f MiB), MTP speculative decoding %s\n",
               so.model_id.c_str(), a.host.c_str(), port, (long long)sched.parallel, (long long)sched.context,
-              (long long)pool.num_pages(), double(pool.bytes()) / (1 << 20));
+              (long long)pool.num_pages(), double(pool.bytes()) / (1 << 20),
+              sched.mtp ? "on" : loaded.model->weights.mtp.empty() ? "off (no MTP module)" : "off (--no-mtp)");
   std::fflush(stdout);
 
   int sig = 0;
@@ -120,6 +128,16 @@ Runner add_serve(CLI::App& app) {
       ->capture_default_str()->check(CLI::PositiveNumber);
   cmd->add_flag("--batch-invariant", a->batch_invariant,
                 "Prefill every prompt in the same 512-token chunks as dsv3 generate, so replies equal its bit for bit");
+  cmd->add_flag("--no-mtp", a->no_mtp,
+                "Decode one token per step even when the checkpoint has an MTP module (speculation is on by default)");
+  cmd->add_option("--mtp-draft-vocab", a->mtp_draft_vocab,
+                  "MTP drafts among the first N ids only (the most frequent in a BPE vocabulary): a smaller draft "
+                  "head, the same output (0 = the whole vocabulary)")
+      ->capture_default_str()->check(CLI::NonNegativeNumber);
+  cmd->add_option("--mtp-min-acceptance", a->mtp_min_acceptance,
+                  "A sequence drafts while at least this fraction of its recent drafts was accepted (it retries "
+                  "every 16 tokens); 0 = always draft")
+      ->capture_default_str()->check(CLI::Range(0.0, 1.0));
   cmd->add_option("--precision", a->precision, "Activation precision in matmuls: bf16, f32 or fp8")
       ->capture_default_str()->check(CLI::IsMember({"bf16", "f32", "fp8"}));
   cmd->add_option("--model-id", a->model_id, "Name in /v1/models and accepted in requests (default: the directory name)");

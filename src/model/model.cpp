@@ -47,7 +47,8 @@ ChunkContext make_context(const ModelWeights& w, const ForwardOptions& o, Scratc
 }
 
 // The final norm of the chunk's rows (into s.normed) and the head: every row of the items that want
-// all logits, and the last rows of the others gathered into one product, so the head's weights are read
+// all logits (options.all_logits: straight into their output), and the last rows of the others plus
+// every row of the items with logits_per_row gathered into one product, so the head's weights are read
 // once per step.
 void head_logits(const ModelConfig& config, const Tensor& norm, const LinearWeight& head, const ForwardOptions& o,
                  Scratch& s, const BatchItem* items, std::span<const ChunkSegment> segments) {
@@ -55,29 +56,37 @@ void head_logits(const ModelConfig& config, const Tensor& norm, const LinearWeig
   const int64_t H = config.hidden_size, V = head.rows;
   const int64_t n = segments.back().row + segments.back().n;
   rmsnorm(s.x.data(), norm.as<float>(), float(config.rms_norm_eps), s.normed.data(), n, H);
-  int64_t last_rows = 0;
+  int64_t gathered = 0;
+  float* only_output = nullptr;  // the output of the gathered rows when they are one item's
+  int64_t gathering_items = 0;
   for (size_t i = 0; i < segments.size(); ++i) {
     if (items[i].logits == nullptr) continue;
     const ChunkSegment& seg = segments[i];
     if (o.all_logits) {
       linear(head, s.normed.data() + seg.row * H, items[i].logits, seg.n, o.precision);
-    } else {
-      std::memcpy(s.branch.data() + last_rows * H, s.normed.data() + (seg.row + seg.n - 1) * H,
-                  size_t(H) * sizeof(float));
-      ++last_rows;
+      continue;
     }
+    const int64_t first = items[i].logits_per_row ? seg.row : seg.row + seg.n - 1;
+    const int64_t rows = seg.row + seg.n - first;
+    std::memcpy(s.branch.data() + gathered * H, s.normed.data() + first * H, size_t(rows * H) * sizeof(float));
+    gathered += rows;
+    only_output = items[i].logits;
+    ++gathering_items;
   }
-  if (last_rows == 0) return;
-  if (last_rows == 1) {
-    for (size_t i = 0; i < segments.size(); ++i)
-      if (items[i].logits) linear(head, s.branch.data(), items[i].logits, 1, o.precision);
+  if (gathered == 0) return;
+  if (gathering_items == 1) {
+    linear(head, s.branch.data(), only_output, gathered, o.precision);
     return;
   }
-  if (int64_t(s.head_out.size()) < last_rows * V) s.head_out.resize(size_t(last_rows * V));
-  linear(head, s.branch.data(), s.head_out.data(), last_rows, o.precision);
+  if (int64_t(s.head_out.size()) < gathered * V) s.head_out.resize(size_t(gathered * V));
+  linear(head, s.branch.data(), s.head_out.data(), gathered, o.precision);
   int64_t r = 0;
-  for (size_t i = 0; i < segments.size(); ++i)
-    if (items[i].logits) std::memcpy(items[i].logits, s.head_out.data() + (r++) * V, size_t(V) * sizeof(float));
+  for (size_t i = 0; i < segments.size(); ++i) {
+    if (items[i].logits == nullptr) continue;
+    const int64_t rows = items[i].logits_per_row ? segments[i].n : 1;
+    std::memcpy(items[i].logits, s.head_out.data() + r * V, size_t(rows * V) * sizeof(float));
+    r += rows;
+  }
 }
 
 }  // namespace
@@ -163,41 +172,79 @@ void forward(const Model& model, KVCache& cache, const int32_t* tokens, int64_t 
   }
 }
 
-void mtp_forward(const Model& model, int k, KVCache& cache, const float* hidden, const int32_t* next_tokens, int64_t n,
-                 const ForwardOptions& o, Tensor* logits, Tensor* hidden_out) {
+void mtp_forward_batch(const Model& model, int k, MtpItem* items, int64_t num_items, const ForwardOptions& o,
+                       Scratch& s) {
+  DSV3_ZONE("mtp");
   const ModelConfig& c = model.config;
   const ModelWeights& w = model.weights;
   DSV3_CHECK(k >= 0 && size_t(k) < w.mtp.size(), "[mtp] module ", k, " requested; the checkpoint has ", w.mtp.size(),
              " (num_nextn_predict_layers)");
-  DSV3_CHECK(n > 0, "[mtp] no tokens to process");
-  DSV3_CHECK(hidden != nullptr && next_tokens != nullptr, "[mtp] hidden states and next tokens are required");
+  DSV3_CHECK(num_items > 0, "[mtp] no sequences to process");
   const MtpWeights& m = w.mtp[size_t(k)];
   DSV3_CHECK(o.head_rows >= 0 && o.head_rows <= m.shared_head.rows, "[mtp] head_rows ", o.head_rows,
              " outside [0, ", m.shared_head.rows, "]");
   LinearWeight head = m.shared_head;
   if (o.head_rows > 0) head.rows = o.head_rows;  // the first rows: a prefix of the row-major weight
-  const int64_t H = c.hidden_size, V = head.rows, pos0 = cache.mtp_size(k), layer = c.num_hidden_layers + k;
-  DSV3_CHECK(pos0 + n <= cache.capacity(), "[mtp] ", pos0, " cached + ", n, " new positions exceed the KV cache "
-             "capacity of ", cache.capacity());
+  const int64_t H = c.hidden_size, layer = c.num_hidden_layers + k;
+  thread_local std::vector<ChunkSegment> segments;
+  thread_local std::vector<BatchItem> outputs;  // the head's view of the items: their logits
+  segments.resize(size_t(num_items));
+  outputs.assign(size_t(num_items), BatchItem{});
+  int64_t rows = 0, most_positions = 0;
+  for (int64_t i = 0; i < num_items; ++i) {
+    const MtpItem& item = items[i];
+    DSV3_CHECK(item.cache != nullptr && item.n > 0 && item.hidden != nullptr && item.next_tokens != nullptr,
+               "[mtp] batch item ", i, " needs a cache, hidden states and next tokens");
+    const int64_t pos = item.cache->mtp_size(k);
+    DSV3_CHECK(pos + item.n <= item.cache->capacity(), "[mtp] ", pos, " cached + ", item.n,
+               " new positions exceed the KV cache capacity of ", item.cache->capacity());
+    segments[size_t(i)] = ChunkSegment{item.cache, pos, item.n, rows};
+    outputs[size_t(i)].n = item.n;
+    outputs[size_t(i)].logits = item.logits;
+    rows += item.n;
+    most_positions = std::max(most_positions, item.cache->capacity());
+  }
+  s.reserve(c, rows, most_positions, num_threads());
+  const ChunkContext ctx = make_context(w, o, s, segments, rows);
+  for (int64_t i = 0; i < num_items; ++i) {
+    const int64_t row = segments[size_t(i)].row;
+    embedding_gather(m.embed_tokens, items[i].next_tokens, items[i].n, s.x.data() + row * H);
+    // mtp_input reads each row's norms before its projection writes: rows of one item at a time.
+    mtp_input(c, m, s.x.data() + row * H, items[i].hidden, items[i].n, o.precision, s.concat.data(),
+              s.x.data() + row * H);
+  }
+  block_forward(c, m.block, layer, ctx, s, s.x.data());
+  for (int64_t i = 0; i < num_items; ++i) {
+    const ChunkSegment& seg = segments[size_t(i)];
+    seg.cache->set_mtp_size(k, seg.pos + seg.n);
+    if (items[i].hidden_out)
+      std::memcpy(items[i].hidden_out, s.x.data() + seg.row * H, size_t(seg.n * H) * sizeof(float));
+  }
+  head_logits(c, m.shared_head_norm, head, o, s, outputs.data(), segments);
+}
+
+void mtp_forward(const Model& model, int k, KVCache& cache, const float* hidden, const int32_t* next_tokens, int64_t n,
+                 const ForwardOptions& o, Tensor* logits, Tensor* hidden_out) {
+  const ModelConfig& c = model.config;
+  DSV3_CHECK(k >= 0 && size_t(k) < model.weights.mtp.size(), "[mtp] module ", k, " requested; the checkpoint has ",
+             model.weights.mtp.size(), " (num_nextn_predict_layers)");
+  DSV3_CHECK(n > 0, "[mtp] no tokens to process");
+  DSV3_CHECK(hidden != nullptr && next_tokens != nullptr, "[mtp] hidden states and next tokens are required");
+  const int64_t H = c.hidden_size;
+  const int64_t V = o.head_rows > 0 ? o.head_rows : model.weights.mtp[size_t(k)].shared_head.rows;
   if (logits) ensure_shape(logits, {o.all_logits ? n : 1, V});
   if (hidden_out) ensure_shape(hidden_out, {n, H});
   const int64_t chunk = chunk_size(o, n);
-  Scratch& s = cache.scratch();
   for (int64_t off = 0; off < n; off += chunk) {
-    const int64_t rows = std::min(chunk, n - off);
-    const ChunkSegment segment{&cache, pos0 + off, rows, 0};
-    s.reserve(c, rows, cache.capacity(), num_threads());
-    const ChunkContext ctx = make_context(w, o, s, {&segment, 1}, rows);
-    embedding_gather(m.embed_tokens, next_tokens + off, rows, s.x.data());
-    mtp_input(c, m, s.x.data(), hidden + off * H, rows, o.precision, s.concat.data(), s.x.data());
-    block_forward(c, m.block, layer, ctx, s, s.x.data());
-    cache.set_mtp_size(k, pos0 + off + rows);
-    if (hidden_out) std::memcpy(hidden_out->as<float>() + off * H, s.x.data(), size_t(rows * H) * sizeof(float));
-    BatchItem item;
-    item.n = rows;
-    const bool last = off + rows == n;
+    MtpItem item;
+    item.cache = &cache;
+    item.hidden = hidden + off * H;
+    item.next_tokens = next_tokens + off;
+    item.n = std::min(chunk, n - off);
+    const bool last = off + item.n == n;
     if (logits && (o.all_logits || last)) item.logits = logits->as<float>() + (o.all_logits ? off * V : 0);
-    head_logits(c, m.shared_head_norm, head, o, s, &item, {&segment, 1});
+    if (hidden_out) item.hidden_out = hidden_out->as<float>() + off * H;
+    mtp_forward_batch(model, k, &item, 1, o, cache.scratch());
   }
 }
 

@@ -63,6 +63,9 @@ struct BatchItem {
   int64_t n = 0;
   float* logits = nullptr;  // [vocab] of the last position ([n, vocab] with all_logits), or null
   float* hidden = nullptr;  // [n, H] final hidden states after the final RMSNorm, or null
+  // Logits for every row of this item ([n, vocab]) whatever options.all_logits says, computed in the
+  // step's one head product with the other items' rows (speculative verification: n = 2).
+  bool logits_per_row = false;
 };
 
 // Runs every item's tokens as one chunk: each projection, the dense and shared FFNs and the output head
@@ -82,5 +85,21 @@ void forward_batch(const Model& model, BatchItem* items, int64_t num_items, cons
 // (before shared_head.norm), the input of module k + 1.
 void mtp_forward(const Model& model, int k, KVCache& cache, const float* hidden, const int32_t* next_tokens, int64_t n,
                  const ForwardOptions& options, Tensor* logits, Tensor* hidden_out = nullptr);
+
+// One sequence's part of a batched MTP step.
+struct MtpItem {
+  KVCache* cache = nullptr;              // MTP positions cache->mtp_size(k) ... + n - 1 are computed
+  const float* hidden = nullptr;         // [n, H] forward()'s hidden output at those positions
+  const int32_t* next_tokens = nullptr;  // [n] the token after each
+  int64_t n = 0;
+  float* logits = nullptr;      // [head rows] of the last position ([n, head rows] with all_logits), or null
+  float* hidden_out = nullptr;  // [n, H] block output (the input of module k + 1), or null
+};
+
+// mtp_forward for many sequences as one chunk (as forward_batch is for forward): the module's weights
+// are read once for all rows, attention runs per sequence over its own MTP rows. prefill_chunk is
+// ignored (the caller bounds the rows).
+void mtp_forward_batch(const Model& model, int k, MtpItem* items, int64_t num_items, const ForwardOptions& options,
+                       Scratch& scratch);
 
 }  // namespace dsv3

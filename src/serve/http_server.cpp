@@ -213,6 +213,9 @@ std::string HttpServer::Impl::metrics_text() const {
   metric("requests_rejected_total", "counter", "Requests refused because the queue was full.",
          double(m.requests_rejected));
   metric("preemptions_total", "counter", "Sequences preempted for lack of KV pages.", double(m.preemptions));
+  metric("spec_draft_tokens_total", "counter", "MTP draft tokens verified (speculative decoding).",
+         double(m.drafted_tokens));
+  metric("spec_accepted_tokens_total", "counter", "MTP draft tokens accepted.", double(m.accepted_tokens));
   metric("kv_pages_total", "gauge", "Pages in the latent-KV pool.", double(m.pages.pages));
   metric("kv_pages_used", "gauge", "Pages mapped by running sequences.", double(m.pages.referenced));
   metric("kv_pages_cached", "gauge", "Idle pages kept for prefix reuse.", double(m.pages.cached_idle));

@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "core/error.h"
+#include "infer/speculative.h"
 #include "serve/stop_strings.h"
 
 namespace dsv3 {
@@ -74,12 +75,25 @@ void StepRunner::run(std::vector<StepItem>& items) {
   ForwardOptions last_only = options_;
   last_only.all_logits = false;
   batch_.clear();
-  for (const StepItem& item : items) batch_.push_back(BatchItem{item.cache, item.tokens, item.n, item.logits, nullptr});
+  for (const StepItem& item : items)
+    batch_.push_back(BatchItem{item.cache, item.tokens, item.n, item.logits, item.hidden, item.logits_per_row});
   if (!batch_invariant_) {
     forward_batch(model_, batch_.data(), int64_t(batch_.size()), last_only, scratch_);
     return;
   }
   for (BatchItem& item : batch_) forward_batch(model_, &item, 1, last_only, scratch_);
+}
+
+void StepRunner::run_mtp(std::vector<MtpItem>& items, int64_t draft_vocab) {
+  if (items.empty()) return;
+  ForwardOptions drafting = options_;
+  drafting.all_logits = false;
+  drafting.head_rows = draft_vocab;
+  if (!batch_invariant_) {
+    mtp_forward_batch(model_, 0, items.data(), int64_t(items.size()), drafting, scratch_);
+    return;
+  }
+  for (MtpItem& item : items) mtp_forward_batch(model_, 0, &item, 1, drafting, scratch_);
 }
 
 // ---- Scheduler ----
@@ -105,6 +119,17 @@ struct Scheduler::Sequence {
   StopMatcher stop;
   int64_t generated = 0;
   int64_t cached_tokens = 0;
+  // Speculative decoding: the drafted token after tokens.back() (-1: none) and its draft distribution
+  // (sampled requests); the final hidden states of the rows this step computed, and of the positions
+  // from cache.mtp_size(0) on that the MTP module has not run over yet; how often drafts were accepted
+  // lately (1 = always) and the tokens decoded since the last draft.
+  int32_t draft = -1;
+  std::vector<double> draft_q;
+  std::vector<float> step_hidden;
+  std::vector<float> mtp_hidden;
+  double acceptance = 1.0;
+  int64_t since_draft = 0;
+  int64_t drafted = 0, accepted = 0;
   uint64_t arrival = 0;
   bool counted_prompt = false;
   Clock::time_point submitted, admitted, first_token;
@@ -121,6 +146,11 @@ Scheduler::Scheduler(const Model& model, const Tokenizer& tokenizer, const Sched
   DSV3_CHECK(options.context >= 2, "[serve] --ctx must be at least 2 tokens, got ", options.context);
   DSV3_CHECK(options.step_tokens >= 1, "[serve] the step budget must be at least 1 token");
   DSV3_CHECK(options.max_queue >= 0, "[serve] --max-queue must not be negative");
+  DSV3_CHECK(!options.mtp || !model.weights.mtp.empty(), "[serve] speculative decoding needs a checkpoint with an MTP "
+             "module (num_nextn_predict_layers >= 1); this one has none: serve without --mtp");
+  DSV3_CHECK(options.mtp_draft_vocab >= 0, "[serve] --mtp-draft-vocab must not be negative");
+  DSV3_CHECK(options.mtp_min_acceptance >= 0 && options.mtp_min_acceptance <= 1,
+             "[serve] --mtp-min-acceptance must be in [0, 1], got ", options.mtp_min_acceptance);
   options_.kv_pages = pool_.num_pages();
   // A sequence at full context must fit in the pool on its own, or it could never finish.
   DSV3_CHECK(options_.kv_pages * kKvPageTokens >= options.context, "[serve] --kv-pages ", options_.kv_pages,
@@ -184,6 +214,7 @@ bool Scheduler::map_prefix(Sequence& s) {
   }
   if (!s.counted_prompt) s.cached_tokens = int64_t(s.pages.size()) * kKvPageTokens;  // first admission only
   s.cache.set_size(int64_t(s.pages.size()) * kKvPageTokens);
+  if (options_.mtp) s.cache.set_mtp_size(0, s.cache.size());  // published pages hold their MTP rows
   return true;
 }
 
@@ -205,7 +236,9 @@ void Scheduler::release(Sequence& s) {
 }
 
 void Scheduler::publish_full_pages(Sequence& s) {
-  const int64_t full = s.cache.size() / kKvPageTokens;
+  // With speculation, a page is complete once the MTP module has run over it too.
+  const int64_t done = options_.mtp ? std::min(s.cache.size(), s.cache.mtp_size(0)) : s.cache.size();
+  const int64_t full = done / kKvPageTokens;
   for (int64_t i = int64_t(s.chain.size()); i < full; ++i) {
     const uint64_t parent = i == 0 ? 0 : s.chain[size_t(i - 1)];
     const std::span<const int32_t> block(s.tokens.data() + i * kKvPageTokens, size_t(kKvPageTokens));
@@ -217,6 +250,8 @@ void Scheduler::publish_full_pages(Sequence& s) {
 void Scheduler::preempt(Sequence& s) {
   // Back to the queue's front with the tokens it has: recomputed later, mostly from its cached pages.
   release(s);
+  s.draft = -1;
+  s.mtp_hidden.clear();  // the MTP rows restart at the cached pages' end
   std::lock_guard lock(mutex_);
   ++metrics_.preemptions;
 }
@@ -239,6 +274,8 @@ void Scheduler::finish(Sequence& s, FinishReason reason, std::string error) {
       r.prefill_seconds = seconds_between(s.admitted, s.first_token);
       r.decode_seconds = seconds_between(s.first_token, now);
     }
+    r.drafted_tokens = s.drafted;
+    r.accepted_tokens = s.accepted;
   }
   s.handle->post(tail, nullptr, reason, std::move(error));
   release(s);
@@ -246,9 +283,8 @@ void Scheduler::finish(Sequence& s, FinishReason reason, std::string error) {
   ++metrics_.requests_finished;
 }
 
-void Scheduler::after_token(Sequence& s, const float* logits) {
+void Scheduler::after_token(Sequence& s, const float* logits, int32_t token) {
   const int64_t vocab = model_.config.vocab_size;
-  const int32_t token = s.sampler.sample(logits, vocab);
   if (s.generated == 0) s.first_token = Clock::now();
   ++s.generated;
   TokenLogprob lp;
@@ -269,6 +305,84 @@ void Scheduler::after_token(Sequence& s, const float* logits) {
   } else {
     s.tokens.push_back(token);
   }
+}
+
+// The step ran the pending token and the draft at positions pos and pos + 1 (logits: [2, vocab]). The
+// draft is kept or replaced by the rule of speculative sampling (greedy: kept iff it is the argmax); a
+// kept draft brings the bonus token from the second row, a replaced one loses its KV row.
+void Scheduler::verify_draft(Sequence& s, int64_t pos, const float* logits) {
+  const int64_t V = model_.config.vocab_size;
+  const int32_t draft = s.tokens.back();
+  s.tokens.pop_back();  // after_token appends what is emitted
+  ++s.drafted;
+  bool accepted = false;
+  int32_t next = 0;
+  if (s.sampler.params().temperature == 0.0f) {
+    next = s.sampler.sample(logits, V);
+    accepted = next == draft;
+  } else {
+    thread_local std::vector<double> p;
+    s.sampler.distribution(logits, V, p);
+    next = accept_or_resample(p, s.draft_q, draft, s.sampler, &accepted);
+  }
+  if (!accepted) s.cache.truncate(pos + 1);
+  s.acceptance = 0.875 * s.acceptance + (accepted ? 0.125 : 0.0);
+  after_token(s, logits, next);
+  if (!accepted || s.handle->finished_) return;
+  ++s.accepted;
+  after_token(s, logits + V, s.sampler.sample(logits + V, V));
+}
+
+// Keeps the hidden states of the rows each sequence computed this step (their next tokens are all known
+// now) and runs the MTP module over those it has not seen, batched over the sequences, when a sequence
+// drafts or has kMtpRows pending: a sequence drafts when it decodes next with room for two more tokens
+// and its drafts have been accepted often enough lately, or kProbeTokens tokens after its last draft
+// (to notice when they would be again). Between drafts the module's rows wait, so a sequence whose drafts
+// fail costs one MTP pass over many rows instead of one per token.
+void Scheduler::draft_next_tokens(const std::vector<Sequence*>& computed, const std::vector<int64_t>& first_pos) {
+  constexpr int64_t kMtpRows = 16, kProbeTokens = 16;
+  const int64_t V = model_.config.vocab_size, H = model_.config.hidden_size;
+  const int64_t draft_vocab = options_.mtp_draft_vocab > 0 ? std::min(options_.mtp_draft_vocab, V) : V;
+  draft_logits_.resize(computed.size() * size_t(draft_vocab));
+  std::vector<MtpItem> items;
+  std::vector<Sequence*> ran, drafting;
+  for (size_t i = 0; i < computed.size(); ++i) {
+    Sequence& s = *computed[i];
+    const int64_t pos = first_pos[i];
+    const int64_t end = std::min(s.cache.size(), int64_t(s.tokens.size()) - 1);  // rows with a known next token
+    const int64_t first = s.cache.mtp_size(0);
+    DSV3_CHECK(first + int64_t(s.mtp_hidden.size()) / H == pos, "[serve] MTP rows out of step: ", first, " + ",
+               s.mtp_hidden.size() / size_t(H), " pending, the step began at ", pos);
+    s.mtp_hidden.insert(s.mtp_hidden.end(), s.step_hidden.begin(), s.step_hidden.begin() + (end - pos) * H);
+    const int64_t rows = end - first;
+    const bool decoding = int64_t(s.tokens.size()) - s.cache.size() == 1;
+    const bool room = s.generated + 2 <= s.params.max_tokens && int64_t(s.tokens.size()) + 1 <= options_.context;
+    const bool draft = decoding && room && (s.acceptance >= options_.mtp_min_acceptance || s.since_draft >= kProbeTokens);
+    if (decoding && !draft) ++s.since_draft;
+    if (rows <= 0 || (!draft && rows < kMtpRows)) continue;
+    MtpItem item{&s.cache, s.mtp_hidden.data(), s.tokens.data() + first + 1, rows, nullptr, nullptr};
+    if (draft) {
+      item.logits = draft_logits_.data() + drafting.size() * size_t(draft_vocab);
+      drafting.push_back(&s);
+      s.since_draft = 0;
+    }
+    items.push_back(item);
+    ran.push_back(&s);
+  }
+  runner_.run_mtp(items, draft_vocab);
+  for (Sequence* s : ran) s->mtp_hidden.clear();
+  for (size_t i = 0; i < drafting.size(); ++i) {
+    Sequence& s = *drafting[i];
+    const float* logits = draft_logits_.data() + i * size_t(draft_vocab);
+    if (s.sampler.params().temperature == 0.0f) {
+      s.draft = s.sampler.sample(logits, draft_vocab);
+    } else {
+      s.sampler.distribution(logits, draft_vocab, s.draft_q);
+      s.draft = s.sampler.draw(s.draft_q);
+      s.draft_q.resize(size_t(V), 0.0);  // ids past the draft vocabulary are never drafted
+    }
+  }
+  for (Sequence* s : ran) publish_full_pages(*s);
 }
 
 void Scheduler::admit() {
@@ -318,9 +432,11 @@ bool Scheduler::step() {
   });
   int64_t budget = options_.step_tokens;
   const int64_t chunk_limit = options_.forward.prefill_chunk > 0 ? options_.forward.prefill_chunk : INT64_MAX;
+  const int64_t V = model_.config.vocab_size, H = model_.config.hidden_size;
   std::vector<StepItem> items;
   std::vector<Sequence*> item_seq;
-  logits_.resize(running_.size() * size_t(model_.config.vocab_size));
+  std::vector<int64_t> item_pos;
+  logits_.resize(running_.size() * 2 * size_t(V));
   std::vector<Sequence*> preempted;
   for (Sequence* s : order) {
     if (std::find(preempted.begin(), preempted.end(), s) != preempted.end()) continue;
@@ -329,6 +445,14 @@ bool Scheduler::step() {
     int64_t n = std::min(left, chunk_limit - pos % chunk_limit);
     if (left > 1 && !options_.batch_invariant) n = std::min(n, std::max<int64_t>(budget, 0));
     if (n <= 0) continue;
+    // A drafted token rides along with the pending one (2 rows), if its page can be had without
+    // preempting anyone; else it is dropped and the step decodes one token.
+    const bool verify = left == 1 && s->draft >= 0 && reserve_pages(*s, pos + 2);
+    if (verify) {
+      s->tokens.push_back(s->draft);
+      n = 2;
+    }
+    s->draft = -1;
     // Pages for the chunk; when the pool is dry, preempt the newest other sequence, else wait.
     while (!reserve_pages(*s, pos + n)) {
       Sequence* victim = nullptr;
@@ -344,9 +468,15 @@ bool Scheduler::step() {
     if (s->cache.mapped_pages() * kKvPageTokens < pos + n) continue;
     budget -= n;
     const bool last = pos + n == int64_t(s->tokens.size());
-    items.push_back({&s->cache, s->tokens.data() + pos, n,
-                     last ? logits_.data() + items.size() * size_t(model_.config.vocab_size) : nullptr});
+    StepItem item{&s->cache, s->tokens.data() + pos, n, last ? logits_.data() + items.size() * 2 * size_t(V) : nullptr};
+    if (options_.mtp) {
+      s->step_hidden.resize(size_t(n * H));
+      item.hidden = s->step_hidden.data();
+    }
+    item.logits_per_row = verify;
+    items.push_back(item);
     item_seq.push_back(s);
+    item_pos.push_back(pos);
   }
   // Preempted sequences go back to the front of the queue, oldest first.
   if (!preempted.empty()) {
@@ -363,23 +493,37 @@ bool Scheduler::step() {
 
   runner_.run(items);
 
-  int64_t prefilled = 0, sampled = 0;
+  int64_t prefilled = 0, sampled = 0, drafted = 0, accepted = 0;
+  std::vector<Sequence*> computed;  // sequences still running, whose rows the MTP module runs over next
+  std::vector<int64_t> computed_pos;
   for (size_t i = 0; i < items.size(); ++i) {
     Sequence& s = *item_seq[i];
     publish_full_pages(s);
-    if (items[i].logits) {
-      after_token(s, items[i].logits);
-      ++sampled;
+    const int64_t generated_before = s.generated, accepted_before = s.accepted;
+    if (items[i].logits_per_row) {
+      verify_draft(s, item_pos[i], items[i].logits);
+      ++drafted;
+      accepted += s.accepted - accepted_before;
+    } else if (items[i].logits) {
+      after_token(s, items[i].logits, s.sampler.sample(items[i].logits, V));
       if (items[i].n > 1) prefilled += items[i].n;
     } else {
       prefilled += items[i].n;
     }
+    sampled += s.generated - generated_before;
+    if (options_.mtp && !s.handle->finished_) {
+      computed.push_back(&s);
+      computed_pos.push_back(item_pos[i]);
+    }
   }
+  if (options_.mtp) draft_next_tokens(computed, computed_pos);
   std::erase_if(running_, [](const auto& s) { return s->handle->finished_; });
   {
     std::lock_guard lock(mutex_);
     const Clock::time_point now = Clock::now();
     metrics_.generated_tokens += sampled;
+    metrics_.drafted_tokens += drafted;
+    metrics_.accepted_tokens += accepted;
     recent_.push_back({now, {prefilled, sampled}});
     while (!recent_.empty() && seconds_between(recent_.front().first, now) > 10) recent_.pop_front();
     metrics_.running = int64_t(running_.size());

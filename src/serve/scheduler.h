@@ -18,6 +18,15 @@
 // The forward passes of a step go through StepRunner::run: one forward_batch over every sequence's
 // chunk, so each weight is read once per step for all of them (model.h).
 //
+// Speculative decoding (SchedulerOptions::mtp, infer/speculative.h): after a step the MTP module runs
+// over the positions computed so far (one batched pass for all sequences) and drafts the token after
+// each decoding sequence's next one; the next step verifies both in a 2-row chunk. A sequence whose
+// drafts are mostly rejected stops drafting (a draft costs its verification row and the MTP head) and
+// tries again now and then; meanwhile its MTP rows are computed in batches of positions. A rejected
+// draft's KV row is forgotten by truncating the cache (the page stays mapped and is simply overwritten);
+// pages are published to the prefix cache only once their MTP rows are complete too, so a prefix hit
+// brings both. Emitted tokens go through the same stop, logprob and length checks one at a time.
+//
 // Bit-for-bit equality with `generate` (batch_invariant): each sequence's chunk runs on its own, as
 // generate's forward() does, and a prompt runs in the same chunks (ForwardOptions::prefill_chunk from
 // position 0): the scheduler never splits a chunk to fit the step budget and rounds prefix reuse down
@@ -53,6 +62,9 @@ struct SchedulerOptions {
   int64_t max_queue = 64;     // waiting requests (beyond those free slots take) past which submit() refuses
   int64_t step_tokens = 512;  // prefill tokens per step (decode tokens take from it first)
   bool batch_invariant = false;
+  bool mtp = false;              // speculative decoding with MTP module 0 (the checkpoint must have one)
+  int64_t mtp_draft_vocab = 0;   // drafts among the first ids only (0 or more than the vocabulary: all)
+  double mtp_min_acceptance = 0.5;  // a sequence drafts while its recent acceptance rate is at least this
   ForwardOptions forward;
 };
 
@@ -99,6 +111,8 @@ struct RequestResult {
   double queue_seconds = 0;       // submit → admission
   double prefill_seconds = 0;     // admission → first token
   double decode_seconds = 0;      // first token → last
+  int64_t drafted_tokens = 0;     // MTP drafts verified (speculative decoding)
+  int64_t accepted_tokens = 0;    // of which accepted
 };
 
 // Shared by the client's thread and the scheduler's.
@@ -127,6 +141,7 @@ struct SchedulerMetrics {
   int64_t running = 0, queued = 0;
   int64_t prompt_tokens = 0, generated_tokens = 0, cached_prompt_tokens = 0;  // cumulative
   int64_t requests_finished = 0, requests_rejected = 0, preemptions = 0;      // cumulative
+  int64_t drafted_tokens = 0, accepted_tokens = 0;                            // cumulative (MTP)
   double prefill_tokens_per_second = 0, decode_tokens_per_second = 0;         // over the last 10 s
   PagePoolStats pages;
 };
@@ -137,6 +152,8 @@ struct StepItem {
   const int32_t* tokens = nullptr;
   int64_t n = 0;
   float* logits = nullptr;  // [vocab] of the chunk's last position, or null when not needed
+  float* hidden = nullptr;  // [n, H] final hidden states (for the MTP module), or null
+  bool logits_per_row = false;  // logits [n, vocab] for every row (verifying a draft)
 };
 
 // Runs the forward passes of one step: all items as one batch (forward_batch), or each on its own when
@@ -146,6 +163,8 @@ class StepRunner {
   StepRunner(const Model& model, const ForwardOptions& options, bool batch_invariant, Scratch& scratch)
       : model_(model), options_(options), batch_invariant_(batch_invariant), scratch_(scratch) {}
   void run(std::vector<StepItem>& items);
+  // The MTP module over the items (drafting), with head_rows = draft_vocab.
+  void run_mtp(std::vector<MtpItem>& items, int64_t draft_vocab);
 
  private:
   const Model& model_;
@@ -186,7 +205,9 @@ class Scheduler {
   void preempt(Sequence& s);
   void release(Sequence& s);
   void publish_full_pages(Sequence& s);
-  void after_token(Sequence& s, const float* logits);
+  void after_token(Sequence& s, const float* logits, int32_t token);
+  void verify_draft(Sequence& s, int64_t pos, const float* logits);
+  void draft_next_tokens(const std::vector<Sequence*>& computed, const std::vector<int64_t>& first_pos);
   void finish(Sequence& s, FinishReason reason, std::string error = {});
   void loop();
 
@@ -196,7 +217,8 @@ class Scheduler {
   PagePool pool_;
   Scratch scratch_;
   StepRunner runner_;
-  std::vector<float> logits_;  // [running, vocab]
+  std::vector<float> logits_;  // [running, 2, vocab] (two rows when verifying a draft)
+  std::vector<float> draft_logits_;  // [running, draft vocab]
 
   mutable std::mutex mutex_;  // guards waiting_, draining_, metrics_
   std::condition_variable work_;

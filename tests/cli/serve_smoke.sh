@@ -11,7 +11,9 @@
 #   - a client that leaves mid-stream is cancelled: its KV pages return (dsv3_kv_pages_used 0);
 #   - GET / is the chat page;
 #   - SIGTERM during a stream: it still ends with [DONE], a new request is refused, exit status 0;
-#   - --api-key: 401 without the key (not on /health); --max-queue 0 --parallel 1: 503 with Retry-After.
+#   - --api-key: 401 without the key (not on /health); --max-queue 0 --parallel 1: 503 with Retry-After;
+#   - MTP speculative decoding is on by default (the model has an MTP module): the ready line says so and
+#     /metrics counts verified drafts after the API checks; --no-mtp turns it off.
 #   bash tests/cli/serve_smoke.sh BUILD_DIR SOURCE_DIR
 set -uo pipefail
 # shellcheck source=lib/common.sh
@@ -121,16 +123,37 @@ run "init --preset v3-tiny (DeepSeek's tokenizer copied beside it)" "$dsv3" init
   --seed 1 || exit 1
 ctx=256
 
+# expect_ready_line NAME TEXT: the server's '[serve] ready' line on stdout contains TEXT.
+expect_ready_line() {
+  if grep '^\[serve\] ready' "$WORK/$1.out" | grep -qF "$2"; then
+    echo "  ok   $1: the ready line says '$2'"
+  else
+    echo "  FAIL $1: expected the '[serve] ready' line to say '$2'; stdout was:"
+    sed 's/^/       | /' "$WORK/$1.out"
+    failures=$((failures + 1))
+  fi
+}
+
 echo "== dsv3 serve --parallel 2 --ctx $ctx --max-body-mb 1"
 if start_server main --parallel 2 --ctx "$ctx" --max-body-mb 1; then
+  expect_ready_line main "MTP speculative decoding on"
   client api main --model-id model --ctx "$ctx"
+  drafts=$(node -e 'fetch(process.argv[1] + "/metrics").then((r) => r.text()).then((t) => {
+      const m = t.match(/^dsv3_spec_draft_tokens_total (\S+)$/m); console.log(m ? m[1] : "missing"); })' "$SERVER_URL")
+  if [[ $drafts =~ ^[0-9]+$ ]] && ((drafts > 0)); then
+    echo "  ok   /metrics: dsv3_spec_draft_tokens_total $drafts after the API checks (speculation ran)"
+  else
+    echo "  FAIL /metrics: expected dsv3_spec_draft_tokens_total > 0 after the API checks, got '$drafts'"
+    failures=$((failures + 1))
+  fi
   client stop main --pid "$SERVER_PID" --log "$WORK/main.err"
   expect_exit main "$SERVER_PID"
 fi
 
-echo "== dsv3 serve --api-key KEY --max-queue 0 --parallel 1"
+echo "== dsv3 serve --api-key KEY --max-queue 0 --parallel 1 --no-mtp"
 key=serve-smoke-key
-if start_server guarded --api-key "$key" --max-queue 0 --parallel 1 --ctx "$ctx" --model-id tiny; then
+if start_server guarded --api-key "$key" --max-queue 0 --parallel 1 --ctx "$ctx" --model-id tiny --no-mtp; then
+  expect_ready_line guarded "MTP speculative decoding off (--no-mtp)"
   client guarded guarded --model-id tiny --key "$key"
   kill -TERM "$SERVER_PID"
   expect_exit guarded "$SERVER_PID"
