@@ -13,6 +13,7 @@
 #include <cstring>
 #include <functional>
 #include <memory>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -46,6 +47,15 @@ inline void parse_flags(int argc, char** argv, const char* usage,
       std::exit(2);
     }
   }
+}
+
+// "1,4,16" -> {1, 4, 16}.
+inline std::vector<int64_t> parse_list(const std::string& text) {
+  std::vector<int64_t> out;
+  std::stringstream in(text);
+  std::string item;
+  while (std::getline(in, item, ',')) out.push_back(std::stoll(item));
+  return out;
 }
 
 inline double median(std::vector<double> v) {
