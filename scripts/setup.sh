@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 packages=(
   build-essential cmake ninja-build pkg-config git
   libdnnl-dev libhwy-dev libpcre2-dev nlohmann-json3-dev libcli11-dev libgtest-dev libcairo2-dev libcpp-httplib-dev
-  python3 python3-numpy clang libclang-rt-14-dev
+  python3 python3-numpy clang libclang-rt-14-dev libopenmpi-dev openmpi-bin
 )
 # Node.js and npm may come from elsewhere than Debian (e.g. a NodeSource nodejs package bundles npm and
 # conflicts with Debian's npm): only install Debian's when the commands are missing.

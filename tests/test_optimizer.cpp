@@ -262,3 +262,52 @@ TEST(LoadBalance, BiasMovesTowardTheMeanLoad) {
 
 }  // namespace
 }  // namespace dsv3
+
+namespace dsv3 {
+namespace {
+
+// ZeRO-1's pieces without MPI: two optimizers over halves of the arena (whole chunks each), stepping
+// with the whole arena's Σ g² assembled from their chunk partials, update the parameters exactly as one
+// optimizer over everything; a saved whole state loads into shards and continues identically.
+TEST(AdamW, ShardsTogetherEqualTheWholeOptimizer) {
+  for (MomentDtype moments : {MomentDtype::f32, MomentDtype::bf16}) {
+    testing::TempDir dir("adamw_shards");
+    AdamWOptions o;
+    o.moments = moments;
+    o.clip_norm = 0.05;  // the norm matters: clipping is on
+    const ModelConfig config = testing::tiny_v3_config();
+    TrainParams<float> whole_p(config), shard_p(config);
+    TrainParams<float> grads(whole_p.layout_ptr());
+    const int64_t total = whole_p.size(), chunks = (total + kOptimizerChunk - 1) / kOptimizerChunk;
+    ASSERT_GE(chunks, 4);
+    const int64_t cut = (chunks / 2) * kOptimizerChunk;
+    std::mt19937 rng(3);
+    std::normal_distribution<float> normal(0.0f, 1.0f);
+    for (int64_t i = 0; i < total; ++i) whole_p.data()[i] = shard_p.data()[i] = 0.1f * normal(rng);
+    AdamW whole(whole_p.layout_ptr(), o), low(shard_p.layout_ptr(), o, 0, cut), high(shard_p.layout_ptr(), o, cut);
+    for (int step = 0; step < 3; ++step) {
+      for (int64_t i = 0; i < total; ++i) grads.data()[i] = 0.01f * normal(rng);
+      if (step == 2) {  // continue from a saved whole state, loaded into the shards
+        whole.save(dir.sub("opt.safetensors"));
+        low = AdamW(shard_p.layout_ptr(), o, 0, cut);
+        high = AdamW(shard_p.layout_ptr(), o, cut);
+        low.load(dir.sub("opt.safetensors"));
+        high.load(dir.sub("opt.safetensors"));
+      }
+      const OptimizerStepStats w = whole.step(whole_p, grads, 1e-3);
+      double sum = 0;
+      for (double p : grad_square_partials(grads, 0, chunks)) sum += p;
+      const OptimizerStepStats a = low.step_shard(shard_p, grads, 1e-3, 1.0, sum);
+      high.step_shard(shard_p, grads, 1e-3, 1.0, sum);
+      EXPECT_EQ(a.grad_norm, w.grad_norm);
+      EXPECT_LT(w.clip_scale, 1.0);
+      ASSERT_EQ(std::memcmp(whole_p.data(), shard_p.data(), size_t(total) * sizeof(float)), 0) << "step " << step;
+    }
+    EXPECT_NE(testing::error_of([&] { low.save(dir.sub("x.safetensors")); }).find("gather the shards"),
+              std::string::npos);
+    EXPECT_NE(testing::error_of([&] { AdamW(shard_p.layout_ptr(), o, 100, cut); }).find("whole"), std::string::npos);
+  }
+}
+
+}  // namespace
+}  // namespace dsv3

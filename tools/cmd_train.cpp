@@ -14,6 +14,8 @@
 #include "core/error.h"
 #include "core/parallel.h"
 #include "core/progress.h"
+#include "dist/comm.h"
+#include "dist/layout.h"
 #include "train/train_presets.h"
 #include "train/trainer.h"
 
@@ -27,6 +29,8 @@ extern "C" void on_interrupt(int) { g_stop.store(true); }
 
 struct TrainArgs {
   std::string preset, config, data, out, metrics, resume, init, tokenizer;
+  ParallelFlags parallel;
+  std::string pp_schedule = "1f1b";
   std::string balance = "aux-free", precision = "bf16", moments = "f32";
   int64_t steps = 0, batch_size = 0, seq_len = 0, grad_accum = 1;
   uint64_t seed = 1;
@@ -91,7 +95,20 @@ std::string step_note(const StepRecord& r, double last_val) {
   return buffer;
 }
 
-int run_train(const TrainArgs& a) {
+int run_train(const TrainArgs& args) {
+  const Comm& comm = Comm::world();
+  TrainArgs a = args;
+  if (comm.rank() != 0) a.quiet = true;  // rank 0 reports for the launch
+  a.parallel.schedule = parse_pipeline_schedule(a.pp_schedule);
+  // The layout under mpirun (layout.h); data parallelism (ZeRO-1) is what the trainer runs.
+  const auto check_layout = [&](const TrainRunOptions& o) {
+    const ParallelLayout layout = make_parallel_layout(comm.size(), comm.rank(), a.parallel, o.config, o.grad_accum);
+    DSV3_CHECK(layout.pp == 1, "[train] pipeline parallelism (--pp ", layout.pp, ") is not built yet: this dsv3 trains "
+               "data-parallel (ZeRO-1) under mpirun; run with --pp 1");
+    DSV3_CHECK(layout.ep == 1, "[train] expert parallelism (--ep ", layout.ep, ") is not built yet: this dsv3 trains "
+               "data-parallel (ZeRO-1) under mpirun; run with --ep 1");
+    if (comm.distributed() && comm.rank() == 0) std::fputs(layout.describe().c_str(), stderr);
+  };
   TrainerPaths paths;
   paths.data_dir = a.data;
   paths.tokenizer = a.tokenizer;
@@ -100,8 +117,10 @@ int run_train(const TrainArgs& a) {
     paths.out_dir = a.out.empty() ? a.resume : a.out;
     paths.metrics_path = a.metrics.empty() ? paths.out_dir + "/metrics.jsonl" : a.metrics;
     trainer.emplace(Trainer::resume(a.resume, paths));
+    check_layout(trainer->options());
     if (a.steps > 0) trainer->set_steps(a.steps);
-    std::fprintf(stderr, "[train] resuming %s at step %lld of %lld\n", a.resume.c_str(),
+    if (comm.rank() == 0)
+      std::fprintf(stderr, "[train] resuming %s at step %lld of %lld\n", a.resume.c_str(),
                  (long long)trainer->step(), (long long)trainer->options().steps);
   } else {
     DSV3_CHECK(!a.data.empty(), "[train] --data DIR is required (token shards from dsv3 data)");
@@ -113,11 +132,20 @@ int run_train(const TrainArgs& a) {
                 " or choose another --out");
     paths.out_dir = a.out;
     paths.metrics_path = a.metrics.empty() ? a.out + "/metrics.jsonl" : a.metrics;
-    trainer.emplace(options_from_args(a), paths, a.init);
+    const TrainRunOptions options = options_from_args(a);
+    check_layout(options);
+    trainer.emplace(options, paths, a.init);
+  }
+  if (comm.distributed() && comm.rank() == 0) {
+    const double full = double(trainer->params().size()) * 2 *
+                        (trainer->options().adamw.moments == MomentDtype::bf16 ? 2 : 4);
+    std::fprintf(stderr, "[train] AdamW moments on rank 0: %.2f MiB of %.2f MiB (ZeRO-1 over %d ranks)\n",
+                 double(trainer->optimizer_state_bytes()) / (1 << 20), full / (1 << 20), comm.size());
   }
   const TrainRunOptions& o = trainer->options();
   const int64_t first_step = trainer->step();
-  std::fprintf(stderr,
+  if (comm.rank() == 0)
+    std::fprintf(stderr,
                "[train] %s: %s parameters, batch %lld x %lld tokens x %lld micro-batches, %lld steps, lr %.2e "
                "(warm-up %lld, decay %lld..%lld), balance %s, MTP depth %lld, %s, %d threads\n",
                o.preset.c_str(), format_count(double(trainer->params().size())).c_str(), (long long)o.batch_size,
@@ -155,6 +183,7 @@ int run_train(const TrainArgs& a) {
   std::signal(SIGINT, SIG_DFL);
   std::signal(SIGTERM, SIG_DFL);
   const bool stopped_early = trainer->step() < o.steps;
+  if (comm.rank() != 0) return stopped_early && !(a.stop_at > 0 && trainer->step() >= a.stop_at) ? 130 : 0;
   if (stopped_early)
     std::fprintf(stderr, "[train] stopped at step %lld of %lld; checkpoint saved: continue with --resume %s\n",
                  (long long)trainer->step(), (long long)o.steps, paths.out_dir.c_str());
@@ -222,6 +251,18 @@ Runner add_train(CLI::App& app) {
   cmd->add_option("--stop-at", a->stop_at, "Save and stop when the run reaches this step (its LR schedule stays "
                                            "that of --steps); continue it later with --resume")
       ->check(CLI::PositiveNumber);
+  cmd->add_option("--pp", a->parallel.pp, "Under mpirun: pipeline stages P (ranks = P x data-parallel ranks)")
+      ->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_option("--dp", a->parallel.dp, "Under mpirun: data-parallel ranks D (default: ranks / P); ZeRO-1 "
+                  "splits the optimizer state over them")->check(CLI::NonNegativeNumber);
+  cmd->add_option("--ep", a->parallel.ep, "Under mpirun: expert-parallel ranks E within each data-parallel group")
+      ->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_option("--pp-schedule", a->pp_schedule, "Pipeline schedule: 1f1b, dualpipe or dualpipev")
+      ->capture_default_str()->check(CLI::IsMember({"1f1b", "dualpipe", "dualpipev"}));
+  cmd->add_option("--micro-batches", a->parallel.micro_batches,
+                  "Micro-batches per step through the pipeline (default: --grad-accum)")->check(CLI::NonNegativeNumber);
+  cmd->add_option("--ranks-per-node", a->parallel.ranks_per_node, "Ranks on each node (default: all on one)")
+      ->check(CLI::NonNegativeNumber);
   cmd->add_option("--log-every", a->log_every, "When stderr is not a terminal: steps between log lines");
   cmd->add_flag("--quiet", a->quiet, "No progress display");
   return [a] { return run_train(*a); };

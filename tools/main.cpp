@@ -5,6 +5,7 @@
 #include "commands.h"
 #include "core/error.h"
 #include "core/parallel.h"
+#include "dist/comm.h"
 #include "model/model.h"
 
 int main(int argc, char** argv) {
@@ -46,17 +47,24 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   }
+  // Under mpirun a failing rank stops the others (they would wait in a collective forever).
+  const auto fail = [](const char* what) {
+    if (dsv3::launched_by_mpirun()) {
+      std::fprintf(stderr, "dsv3: error on rank %d: %s\n", dsv3::Comm::world().rank(), what);
+      dsv3::abort_comm(1);
+    }
+    std::fprintf(stderr, "dsv3: error: %s\n", what);
+    return 1;
+  };
+  int status = 1;
   try {
     dsv3::set_num_threads(threads);
     dsv3::set_load_weights_into_memory(!mmap_weights);
     for (auto& [sub, run] : runners)
-      if (sub->parsed()) return run();
-  } catch (const dsv3::Error& e) {
-    std::fprintf(stderr, "dsv3: error: %s\n", e.what());
-    return 1;
+      if (sub->parsed()) status = run();
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "dsv3: error: %s\n", e.what());
-    return 1;
+    return fail(e.what());
   }
-  return 1;
+  dsv3::finalize_comm();
+  return status;
 }

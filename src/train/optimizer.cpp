@@ -51,8 +51,7 @@ void LrSchedule::validate() const {
 
 namespace {
 
-// Elements per chunk of the arena-wide loops: the unit of parallel work and of the norm's partial sums.
-constexpr int64_t kChunk = int64_t(1) << 16;
+constexpr int64_t kChunk = kOptimizerChunk;
 
 // A run of arena elements the optimizer updates (one tensor), with whether it is weight-decayed.
 struct Segment {
@@ -84,20 +83,24 @@ void for_segments_in(const std::vector<Segment>& segments, int64_t lo, int64_t h
   }
 }
 
-double sum_of_squares(const std::vector<Segment>& segments, const float* g, int64_t total) {
-  const int64_t chunks = (total + kChunk - 1) / kChunk;
-  std::vector<double> partial(size_t(chunks), 0.0);
-  parallel_for(chunks, 1, [&](int64_t cb, int64_t ce) {
-    for (int64_t c = cb; c < ce; ++c) {
+std::vector<double> square_partials(const std::vector<Segment>& segments, const float* g, int64_t total,
+                                    int64_t first_chunk, int64_t last_chunk) {
+  std::vector<double> partial(size_t(last_chunk - first_chunk), 0.0);
+  parallel_for(last_chunk - first_chunk, 1, [&](int64_t cb, int64_t ce) {
+    for (int64_t c = first_chunk + cb; c < first_chunk + ce; ++c) {
       double sum = 0;
       for_segments_in(segments, c * kChunk, std::min(total, (c + 1) * kChunk), [&](const Segment&, int64_t b, int64_t e) {
         for (int64_t i = b; i < e; ++i) sum += double(g[i]) * double(g[i]);
       });
-      partial[size_t(c)] = sum;
+      partial[size_t(c - first_chunk)] = sum;
     }
   });
+  return partial;
+}
+
+double sum_of_squares(const std::vector<Segment>& segments, const float* g, int64_t total) {
   double sum = 0;
-  for (double p : partial) sum += p;
+  for (double p : square_partials(segments, g, total, 0, (total + kChunk - 1) / kChunk)) sum += p;
   return sum;
 }
 
@@ -109,15 +112,29 @@ double global_grad_norm(const TrainParams<float>& grads) {
   return std::sqrt(sum_of_squares(optimized_segments(grads.layout()), grads.data(), grads.size()));
 }
 
-AdamW::AdamW(std::shared_ptr<const ParamLayout> layout, const AdamWOptions& options)
+std::vector<double> grad_square_partials(const TrainParams<float>& grads, int64_t first_chunk, int64_t last_chunk) {
+  const int64_t chunks = (grads.size() + kChunk - 1) / kChunk;
+  DSV3_CHECK(0 <= first_chunk && first_chunk <= last_chunk && last_chunk <= chunks, "[adamw] chunks [", first_chunk,
+             ", ", last_chunk, ") outside the arena's ", chunks);
+  return square_partials(optimized_segments(grads.layout()), grads.data(), grads.size(), first_chunk, last_chunk);
+}
+
+AdamW::AdamW(std::shared_ptr<const ParamLayout> layout, const AdamWOptions& options, int64_t shard_begin,
+             int64_t shard_end)
     : layout_(std::move(layout)), options_(options) {
   DSV3_CHECK(layout_ != nullptr, "[adamw] no parameter layout");
+  shard_begin_ = shard_begin;
+  shard_end_ = shard_end < 0 ? layout_->total : shard_end;
+  DSV3_CHECK(0 <= shard_begin_ && shard_begin_ <= shard_end_ && shard_end_ <= layout_->total &&
+                 shard_begin_ % kChunk == 0 && (shard_end_ % kChunk == 0 || shard_end_ == layout_->total),
+             "[adamw] shard [", shard_begin_, ", ", shard_end_, ") is not a run of whole ", kChunk,
+             "-element chunks of the ", layout_->total, "-element arena");
   DSV3_CHECK(options_.beta1 >= 0 && options_.beta1 < 1 && options_.beta2 >= 0 && options_.beta2 < 1,
              "[adamw] betas must lie in [0, 1), got ", options_.beta1, ", ", options_.beta2);
   DSV3_CHECK(options_.eps > 0, "[adamw] eps must be > 0, got ", options_.eps);
   DSV3_CHECK(options_.weight_decay >= 0, "[adamw] weight decay must be >= 0, got ", options_.weight_decay);
   DSV3_CHECK(options_.clip_norm >= 0, "[adamw] clip norm must be >= 0 (0 disables), got ", options_.clip_norm);
-  const size_t n = size_t(layout_->total);
+  const size_t n = size_t(shard_end_ - shard_begin_);
   if (options_.moments == MomentDtype::f32) {
     m_f32_.assign(n, 0.0f);
     v_f32_.assign(n, 0.0f);
@@ -129,14 +146,29 @@ AdamW::AdamW(std::shared_ptr<const ParamLayout> layout, const AdamWOptions& opti
 
 OptimizerStepStats AdamW::step(TrainParams<float>& params, const TrainParams<float>& grads, double lr,
                                double grad_scale) {
+  DSV3_CHECK(shard_begin_ == 0 && shard_end_ == layout_->total, "[adamw] a sharded optimizer steps with "
+             "step_shard (the norm needs every shard's gradients)");
+  DSV3_CHECK(grads.size() == layout_->total, "[adamw] the gradients do not have the optimizer's layout");
+  return step_shard(params, grads, lr, grad_scale,
+                    sum_of_squares(optimized_segments(*layout_), grads.data(), layout_->total));
+}
+
+void* AdamW::moment_bytes(bool second) {
+  if (options_.moments == MomentDtype::bf16) return (second ? v_bf16_ : m_bf16_).data();
+  return (second ? v_f32_ : m_f32_).data();
+}
+
+const void* AdamW::moment_bytes(bool second) const { return const_cast<AdamW*>(this)->moment_bytes(second); }
+
+OptimizerStepStats AdamW::step_shard(TrainParams<float>& params, const TrainParams<float>& grads, double lr,
+                                     double grad_scale, double sum_of_squares) {
   DSV3_ZONE("adamw.step");
   DSV3_CHECK(params.size() == layout_->total && grads.size() == layout_->total,
              "[adamw] parameters or gradients do not have the optimizer's layout");
   DSV3_CHECK(std::isfinite(lr) && lr >= 0, "[adamw] learning rate must be finite and >= 0, got ", lr);
   const std::vector<Segment> segments = optimized_segments(*layout_);
-  const int64_t total = layout_->total;
   OptimizerStepStats stats;
-  stats.grad_norm = std::sqrt(sum_of_squares(segments, grads.data(), total)) * grad_scale;
+  stats.grad_norm = std::sqrt(sum_of_squares) * grad_scale;
   DSV3_CHECK(std::isfinite(stats.grad_norm), "[adamw] the gradient norm is ", stats.grad_norm,
              ": the loss diverged (try a lower learning rate)");
   if (options_.clip_norm > 0 && stats.grad_norm > options_.clip_norm)
@@ -152,22 +184,24 @@ OptimizerStepStats AdamW::step(TrainParams<float>& params, const TrainParams<flo
   const bool bf16 = options_.moments == MomentDtype::bf16;
   float* p = params.data();
   const float* g = grads.data();
-  const int64_t chunks = (total + kChunk - 1) / kChunk;
+  const int64_t first_chunk = shard_begin_ / kChunk, chunks = (shard_end_ - shard_begin_ + kChunk - 1) / kChunk;
   parallel_for(chunks, 1, [&](int64_t cb, int64_t ce) {
-    for_segments_in(segments, cb * kChunk, std::min(total, ce * kChunk), [&](const Segment& s, int64_t b, int64_t e) {
+    const int64_t lo = (first_chunk + cb) * kChunk, hi = std::min(shard_end_, (first_chunk + ce) * kChunk);
+    for_segments_in(segments, lo, hi, [&](const Segment& s, int64_t b, int64_t e) {
       const float decay = s.decay ? decay_factor : 1.0f;
       for (int64_t i = b; i < e; ++i) {
         const float gi = g[i] * g_scale;
-        float m = bf16 ? bf16_to_f32(m_bf16_[size_t(i)]) : m_f32_[size_t(i)];
-        float v = bf16 ? bf16_to_f32(v_bf16_[size_t(i)]) : v_f32_[size_t(i)];
+        const size_t k = size_t(i - shard_begin_);  // the moments' index
+        float m = bf16 ? bf16_to_f32(m_bf16_[k]) : m_f32_[k];
+        float v = bf16 ? bf16_to_f32(v_bf16_[k]) : v_f32_[k];
         m = beta1 * m + (1.0f - beta1) * gi;
         v = beta2 * v + (1.0f - beta2) * gi * gi;
         if (bf16) {
-          m_bf16_[size_t(i)] = f32_to_bf16(m);
-          v_bf16_[size_t(i)] = f32_to_bf16(v);
+          m_bf16_[k] = f32_to_bf16(m);
+          v_bf16_[k] = f32_to_bf16(v);
         } else {
-          m_f32_[size_t(i)] = m;
-          v_f32_[size_t(i)] = v;
+          m_f32_[k] = m;
+          v_f32_[k] = v;
         }
         // Decoupled decay first, then the bias-corrected Adam step (PyTorch's AdamW order).
         p[i] = p[i] * decay - step_size * m / (std::sqrt(v) * v_correction + eps);
@@ -178,6 +212,8 @@ OptimizerStepStats AdamW::step(TrainParams<float>& params, const TrainParams<flo
 }
 
 void AdamW::save(const std::string& path) const {
+  DSV3_CHECK(shard_begin_ == 0 && shard_end_ == layout_->total, "[adamw] save needs the whole state: gather the "
+             "shards first");
   SafetensorsWriter writer;
   writer.set_metadata("format", "dsv3-adamw");
   writer.set_metadata("steps", cat(steps_));
@@ -231,9 +267,13 @@ void AdamW::load(const std::string& path) {
       DSV3_CHECK(t.dtype == dtype && t.shape == p.shape, "[adamw] ", path, ": tensor ", name, " is ",
                  dtype_name(t.dtype), " ", shape_str(t.shape), ", the model needs ", dtype_name(dtype), " ",
                  shape_str(p.shape));
-      void* dst = bf16 ? static_cast<void*>((second ? v_bf16_ : m_bf16_).data() + p.offset)
-                       : static_cast<void*>((second ? v_f32_ : m_f32_).data() + p.offset);
-      std::memcpy(dst, t.data, size_t(p.numel) * dtype_size(dtype));
+      // The part of the tensor inside the shard.
+      const int64_t b = std::max(p.offset, shard_begin_), e = std::min(p.offset + p.numel, shard_end_);
+      if (b < e) {
+        const size_t elem = dtype_size(dtype);
+        std::memcpy(static_cast<char*>(moment_bytes(second)) + size_t(b - shard_begin_) * elem,
+                    static_cast<const char*>(t.data) + size_t(b - p.offset) * elem, size_t(e - b) * elem);
+      }
       ++expected;
     }
   }

@@ -63,9 +63,19 @@ struct OptimizerStepStats {
 // any thread count (fixed-size chunks summed in double, partials combined in chunk order).
 double global_grad_norm(const TrainParams<float>& grads);
 
+// The arena-wide loops work in chunks of this many elements: the unit of parallel work and of the
+// norm's partial sums. A ZeRO-1 shard is a run of whole chunks, so the norm a data-parallel run
+// assembles from its ranks' partials (combined in chunk order) is bit-equal to one process's.
+inline constexpr int64_t kOptimizerChunk = int64_t(1) << 16;
+// Σ g² of each chunk in [first_chunk, last_chunk) over the trainable, non-alias tensors, in double.
+std::vector<double> grad_square_partials(const TrainParams<float>& grads, int64_t first_chunk, int64_t last_chunk);
+
 class AdamW {
  public:
-  AdamW(std::shared_ptr<const ParamLayout> layout, const AdamWOptions& options);
+  // Holds moments for the whole arena, or (ZeRO-1, src/dist) for elements [shard_begin, shard_end)
+  // only, which must be whole kOptimizerChunk chunks (the end may be the arena's end).
+  AdamW(std::shared_ptr<const ParamLayout> layout, const AdamWOptions& options, int64_t shard_begin = 0,
+        int64_t shard_end = -1);
 
   const AdamWOptions& options() const { return options_; }
   int64_t steps() const { return steps_; }  // updates applied so far (bias correction uses steps + 1)
@@ -78,10 +88,24 @@ class AdamW {
   // are read only. Elementwise, so the result does not depend on the thread count.
   OptimizerStepStats step(TrainParams<float>& params, const TrainParams<float>& grads, double lr,
                           double grad_scale = 1.0);
+  // The same for a sharded optimizer: updates only the shard's parameters, reading only the shard's
+  // gradients, with the norm's Σ g² over the whole arena (all shards' partials) given.
+  OptimizerStepStats step_shard(TrainParams<float>& params, const TrainParams<float>& grads, double lr,
+                                double grad_scale, double sum_of_squares);
+
+  int64_t shard_begin() const { return shard_begin_; }
+  int64_t shard_end() const { return shard_end_; }
+  // The shard's moments as stored (f32 or bf16 elements, moment_element_bytes() each), for gathering a
+  // sharded state into one (a data-parallel checkpoint) or back.
+  size_t moment_element_bytes() const { return options_.moments == MomentDtype::bf16 ? 2 : 4; }
+  void* moment_bytes(bool second);
+  const void* moment_bytes(bool second) const;
+  void set_steps(int64_t steps) { steps_ = steps; }
 
   // State: the step count and both moments, as safetensors `<hf name>.exp_avg` / `.exp_avg_sq`
   // (F32 or BF16 as the moments are held) with the options in the metadata. load() checks that the
-  // file matches the layout (every tensor, shape and dtype) and the options' moment dtype.
+  // file matches the layout (every tensor, shape and dtype) and the options' moment dtype; a sharded
+  // optimizer keeps its shard of the file. save() needs the whole arena (gather a sharded state first).
   void save(const std::string& path) const;
   void load(const std::string& path);
 
@@ -89,7 +113,8 @@ class AdamW {
   std::shared_ptr<const ParamLayout> layout_;
   AdamWOptions options_;
   int64_t steps_ = 0;
-  std::vector<float> m_f32_, v_f32_;      // MomentDtype::f32, arena layout
+  int64_t shard_begin_ = 0, shard_end_ = 0;  // moments held for these arena elements
+  std::vector<float> m_f32_, v_f32_;      // MomentDtype::f32, arena layout from shard_begin_
   std::vector<uint16_t> m_bf16_, v_bf16_; // MomentDtype::bf16 (round to nearest even on store)
 };
 

@@ -12,6 +12,8 @@
 
 #include "core/error.h"
 #include "core/parallel.h"
+#include "dist/comm.h"
+#include "dist/zero1.h"
 #include "train/token_shards.h"
 
 namespace dsv3 {
@@ -237,8 +239,13 @@ struct Trainer::Impl {
   std::string tokenizer;
   TrainParams<float> params;
   TrainParams<float> grads;
+  // Under mpirun the ranks are data-parallel (ZeRO-1, dist/zero1.h): each runs grad_accum / D of a
+  // step's micro-batches and keeps the optimizer state of its shard of the arena only.
+  const Comm& comm;
+  std::unique_ptr<Zero1> zero;
   AdamW optimizer;
   TrainActivations<float> acts;
+  std::vector<TrainParams<float>> micro_grads;  // more micro-batches' gradients, each summed separately
   int64_t step = 0;    // updates done
   int64_t tokens = 0;  // training tokens seen (main-model targets)
   double elapsed_s = 0;
@@ -249,8 +256,14 @@ struct Trainer::Impl {
         shards(std::move(s)),
         params(o.config),
         grads(params.layout_ptr()),
-        optimizer(params.layout_ptr(), o.adamw),
-        acts(o.config, o.batch_size, o.seq_len, resolve_mtp_depth(o.config, o.step_options())) {}
+        comm(Comm::world()),
+        zero(comm.distributed() ? std::make_unique<Zero1>(comm, params.size()) : nullptr),
+        optimizer(params.layout_ptr(), o.adamw, zero ? zero->shard_begin() : 0, zero ? zero->shard_end() : -1),
+        acts(o.config, o.batch_size, o.seq_len, resolve_mtp_depth(o.config, o.step_options())) {
+    DSV3_CHECK(o.grad_accum % comm.size() == 0, "[train] --grad-accum ", o.grad_accum, " must be a multiple of the ",
+               comm.size(), " data-parallel ranks");
+  }
+  bool writes_files() const { return comm.rank() == 0; }
 };
 
 namespace {
@@ -378,12 +391,21 @@ void Trainer::save(const std::string& dir) const {
   DSV3_CHECK(!ec, "[train] cannot create checkpoint directory ", dir, ": ", ec.message());
   // Everything is written into a staging directory first and then moved in, trainer_state.json last:
   // a checkpoint whose state file names step N has every other file of step N.
+  // Data-parallel ranks hold the same weights and a shard of the optimizer state each: rank 0 gathers
+  // the shards and writes what one process would.
   const std::string staging = dir + "/.staging";
-  fs::remove_all(staging, ec);
-  fs::create_directories(staging, ec);
-  DSV3_CHECK(!ec, "[train] cannot create ", staging, ": ", ec.message());
+  if (s.writes_files()) {
+    fs::remove_all(staging, ec);
+    fs::create_directories(staging, ec);
+    DSV3_CHECK(!ec, "[train] cannot create ", staging, ": ", ec.message());
+  }
+  if (s.zero) {
+    s.zero->save_optimizer(s.optimizer, s.params.layout_ptr(), staging + "/" + kOptimizerFile);
+    if (!s.writes_files()) return;
+  } else {
+    s.optimizer.save(staging + "/" + kOptimizerFile);
+  }
   save_params(s.params, staging, DType::F32);
-  s.optimizer.save(staging + "/" + kOptimizerFile);
   if (!s.tokenizer.empty()) fs::copy_file(s.tokenizer, staging + "/tokenizer.json", fs::copy_options::overwrite_existing);
   json state;
   state["format"] = kStateFormat;
@@ -415,45 +437,112 @@ void Trainer::save(const std::string& dir) const {
   fs::remove_all(staging, ec);
 }
 
+namespace {
+
+// The per-micro-batch figures of a step record, in a fixed order (for gathering across ranks).
+std::vector<double> pack_stats(const StepStats& st) {
+  std::vector<double> v = {st.loss, st.main_loss, st.balance_loss, double(st.tokens)};
+  v.insert(v.end(), st.mtp_loss.begin(), st.mtp_loss.end());
+  return v;
+}
+
+// Adds one micro-batch's figures (pack_stats) to the step record with weight w.
+void add_stats(StepRecord& r, const double* v, size_t mtp_depth, double w, int64_t& tokens) {
+  r.loss += w * v[0];
+  r.main_loss += w * v[1];
+  r.balance_loss += w * v[2];
+  tokens += int64_t(v[3]);
+  r.mtp_loss.resize(mtp_depth, 0.0);
+  for (size_t k = 0; k < mtp_depth; ++k) r.mtp_loss[k] += w * v[4 + k];
+}
+
+}  // namespace
+
+// One step's micro-batches, gradients and update. Micro-batch m of step s is batch s·A + m; a
+// process's gradient is the sum of the micro-batches' gradients, each computed on its own and added in
+// order m = 0, 1, ... — the order ZeRO-1's reduce-scatter adds them in across data-parallel ranks (rank r
+// runs micro-batches [r·A/D, (r+1)·A/D)), so a data-parallel run takes the same steps bit for bit.
+OptimizerStepStats Trainer::train_one_step(Impl& s, double lr, std::vector<int32_t>& tokens, StepRecord& r) {
+  const TrainRunOptions& o = s.options;
+  const TrainOptions step_options = o.step_options();
+  const int64_t B = o.batch_size, S = o.seq_len, A = o.grad_accum;
+  const int64_t D = s.comm.size(), k = A / D, first = s.comm.rank() * k;
+  const size_t buffers = size_t(D == 1 ? std::min<int64_t>(A - 1, 1) : k - 1);
+  while (s.micro_grads.size() < buffers) s.micro_grads.emplace_back(s.params.layout_ptr());
+  std::vector<double> local_stats;
+  size_t mtp_depth = 0;
+  std::vector<const float*> local_grads;
+  for (int64_t j = 0; j < k; ++j) {
+    const int64_t m = first + j;
+    s.shards.batch_into(TokenSplit::train, s.step * A + m, B, S, o.seed, tokens);
+    // One process adds each further micro-batch into grads as it goes; a data-parallel rank keeps its
+    // micro-batches apart for the reduce-scatter.
+    TrainParams<float>& g = j == 0 ? s.grads : s.micro_grads[size_t(D == 1 ? 0 : j - 1)];
+    g.zero();
+    const StepStats st = train_forward_backward(s.params, g, s.acts, tokens.data(), step_options);
+    if (D == 1 && j > 0) {
+      float* acc = s.grads.data();
+      const float* add = g.data();
+      parallel_for(s.grads.size(), 1 << 14, [&](int64_t b, int64_t e) {
+        for (int64_t i = b; i < e; ++i) acc[i] = acc[i] + add[i];
+      });
+    }
+    if (D > 1) local_grads.push_back(g.data());
+    const std::vector<double> packed = pack_stats(st);
+    mtp_depth = st.mtp_loss.size();
+    local_stats.insert(local_stats.end(), packed.begin(), packed.end());
+    if (j == 0) {
+      r.moe_layers = st.moe_layers;
+      r.expert_load = st.expert_load;
+    } else {
+      for (size_t l = 0; l < st.expert_load.size(); ++l)
+        for (size_t e = 0; e < st.expert_load[l].size(); ++e) r.expert_load[l][e] += st.expert_load[l][e];
+    }
+  }
+  // The step's figures in micro-batch order, from every rank.
+  std::vector<double> all_stats(local_stats.size() * size_t(D));
+  s.comm.allgather(local_stats.data(), int64_t(local_stats.size()), all_stats.data());
+  const size_t fields = local_stats.size() / size_t(k);
+  for (int64_t m = 0; m < A; ++m) add_stats(r, all_stats.data() + size_t(m) * fields, mtp_depth, 1.0 / double(A), s.tokens);
+  for (std::vector<int64_t>& load : r.expert_load) s.comm.allreduce_sum(load.data(), int64_t(load.size()));
+  DSV3_CHECK(std::isfinite(r.loss), "[train] the loss is ", r.loss, " at step ", s.step + 1,
+             ": training diverged (try a lower --lr)");
+  if (!s.zero) return s.optimizer.step(s.params, s.grads, lr, 1.0 / double(A));
+  s.zero->reduce_scatter(local_grads, s.grads.data());
+  const OptimizerStepStats opt =
+      s.optimizer.step_shard(s.params, s.grads, lr, 1.0 / double(A), s.zero->sum_of_squares(s.grads));
+  s.zero->allgather(s.params.data());
+  return opt;
+}
+
+size_t Trainer::optimizer_state_bytes() const {
+  const AdamW& a = impl_->optimizer;
+  return size_t(a.shard_end() - a.shard_begin()) * 2 * a.moment_element_bytes();
+}
+
 void Trainer::run(const std::function<void(const StepRecord&)>& on_step, const std::atomic<bool>* stop) {
   Impl& s = *impl_;
   const TrainRunOptions& o = s.options;
-  const TrainOptions step_options = o.step_options();
   const int64_t B = o.batch_size, S = o.seq_len;
   std::vector<int32_t> tokens(size_t(B * (S + 1)));
   std::ofstream metrics;
-  if (!s.paths.metrics_path.empty()) {
+  if (!s.paths.metrics_path.empty() && s.writes_files()) {
     json header = {{"type", "run"}, {"params", s.params.size()}, {"threads", num_threads()}};
     header["options"] = o.to_json();
     metrics = open_metrics(s.paths.metrics_path, s.step, header);
   }
   bool saved = false;
-  while (s.step < o.steps && !(stop && stop->load())) {
+  // Every rank stops at the same step (a signal may reach the ranks of a launch at different times).
+  const auto stop_requested = [&] {
+    int64_t any = stop && stop->load() ? 1 : 0;
+    s.comm.allreduce_sum(&any, 1);
+    return any > 0;
+  };
+  while (s.step < o.steps && !stop_requested()) {
     const auto start = std::chrono::steady_clock::now();
     const double lr = o.schedule.lr(s.step);
-    s.grads.zero();
     StepRecord r;
-    for (int64_t m = 0; m < o.grad_accum; ++m) {
-      s.shards.batch_into(TokenSplit::train, s.step * o.grad_accum + m, B, S, o.seed, tokens);
-      const StepStats st = train_forward_backward(s.params, s.grads, s.acts, tokens.data(), step_options);
-      const double w = 1.0 / double(o.grad_accum);
-      r.loss += w * st.loss;
-      r.main_loss += w * st.main_loss;
-      r.balance_loss += w * st.balance_loss;
-      r.mtp_loss.resize(st.mtp_loss.size(), 0.0);
-      for (size_t k = 0; k < st.mtp_loss.size(); ++k) r.mtp_loss[k] += w * st.mtp_loss[k];
-      if (m == 0) {
-        r.moe_layers = st.moe_layers;
-        r.expert_load = st.expert_load;
-      } else {
-        for (size_t l = 0; l < st.expert_load.size(); ++l)
-          for (size_t e = 0; e < st.expert_load[l].size(); ++e) r.expert_load[l][e] += st.expert_load[l][e];
-      }
-      s.tokens += st.tokens;
-    }
-    DSV3_CHECK(std::isfinite(r.loss), "[train] the loss is ", r.loss, " at step ", s.step + 1,
-               ": training diverged (try a lower --lr)");
-    const OptimizerStepStats opt = s.optimizer.step(s.params, s.grads, lr, 1.0 / double(o.grad_accum));
+    const OptimizerStepStats opt = train_one_step(s, lr, tokens, r);
     if (o.balance == BalanceMode::aux_free) update_correction_biases(s.params, r.moe_layers, r.expert_load, o.bias_gamma);
     ++s.step;
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -468,7 +557,7 @@ void Trainer::run(const std::function<void(const StepRecord&)>& on_step, const s
     for (const std::vector<int64_t>& load : r.expert_load) r.max_vio_layers.push_back(max_violation(load));
     for (double v : r.max_vio_layers) r.max_vio += v / double(r.max_vio_layers.size());
     const bool last = s.step == o.steps;
-    if (last || (o.eval_every > 0 && s.step % o.eval_every == 0)) r.val_loss = evaluate();
+    if ((last || (o.eval_every > 0 && s.step % o.eval_every == 0)) && s.writes_files()) r.val_loss = evaluate();
     saved = false;
     if (!last && o.save_every > 0 && s.step % o.save_every == 0) {
       save(s.paths.out_dir);

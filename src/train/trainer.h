@@ -118,11 +118,15 @@ class Trainer {
 
   // Mean main-model CE over the first eval_sequences windows of the val split.
   double evaluate();
-  // Writes the checkpoint into dir (each file via a temporary and rename).
+  // Writes the checkpoint into dir (each file via a temporary and rename). Under mpirun every rank must
+  // call it (rank 0 gathers the optimizer shards and writes).
   void save(const std::string& dir) const;
+  // Bytes of AdamW moments this process holds (its ZeRO-1 shard under mpirun).
+  size_t optimizer_state_bytes() const;
 
  private:
   struct Impl;
+  static OptimizerStepStats train_one_step(Impl& s, double lr, std::vector<int32_t>& tokens, StepRecord& r);
   explicit Trainer(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };

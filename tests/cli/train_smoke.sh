@@ -31,24 +31,11 @@ make_work_dir train_smoke
 failures=0
 RUN_COUNT_FAILURES=1
 
-# Text: the project's own documentation, cut into paragraphs.
-cat "$src"/README.md "$src"/docs/*.md >"$WORK/corpus.txt"
-cat >"$WORK/config.json" <<'JSON'
-{"model_type": "deepseek_v3", "vocab_size": 320, "hidden_size": 64, "intermediate_size": 96,
- "moe_intermediate_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "num_key_value_heads": 2,
- "q_lora_rank": 32, "kv_lora_rank": 32, "qk_nope_head_dim": 16, "qk_rope_head_dim": 8, "v_head_dim": 16,
- "n_routed_experts": 8, "n_shared_experts": 1, "num_experts_per_tok": 2, "first_k_dense_replace": 1,
- "moe_layer_freq": 1, "n_group": 4, "topk_group": 2, "scoring_func": "sigmoid", "topk_method": "noaux_tc",
- "norm_topk_prob": true, "routed_scaling_factor": 2.5, "rope_theta": 10000, "max_position_embeddings": 4096,
- "rms_norm_eps": 1e-6, "num_nextn_predict_layers": 1, "tie_word_embeddings": false,
- "bos_token_id": 0, "eos_token_id": 1}
-JSON
+# The project's own documentation, cut into paragraphs, and a small MoE config (lib/common.sh).
+small_training_data || exit 1
 train=("$dsv3" train --config "$WORK/config.json" --data "$WORK/shards" --batch-size 4 --seq-len 64
        --eval-every 4 --eval-sequences 4 --threads 2 --quiet)
 
-run "train-tokenizer" "$dsv3" train-tokenizer --input "$WORK/corpus.txt" --vocab-size 320 --out "$WORK/tok/tokenizer.json" --quiet
-run "data" "$dsv3" data --tokenizer "$WORK/tok/tokenizer.json" --input "$WORK/corpus.txt" --doc-separator $'\n\n' \
-  --val-fraction 0.2 --out "$WORK/shards" --quiet
 run "train 8 steps" "${train[@]}" --steps 8 --out "$WORK/straight"
 check "metrics of steps 1..8, checkpoint at step 8" metrics "$WORK/straight/metrics.jsonl" --steps 8 \
   --state "$WORK/straight"

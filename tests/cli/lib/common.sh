@@ -19,6 +19,9 @@
 #   expect_in_log LABEL PATTERN
 #                            the last step's log ($WORK/log.txt) must match the grep pattern PATTERN; prints
 #                            ok with the matching line, or FAIL and adds 1 to $failures
+#   small_training_data     writes $WORK/config.json (a 2-layer MoE model with an MTP module, vocabulary
+#                            320) and $WORK/shards (the project's docs tokenized by a tokenizer trained on
+#                            them, in $WORK/tok); needs $dsv3 and $src; returns 1 if a step fails
 #   init_config_case NAME CONFIG FLAGS
 #                            prints a case header and writes a random checkpoint of the reference config
 #                            CONFIG with `dsv3 init` into $WORK/NAME; adds 1 to $failures on failure
@@ -153,4 +156,23 @@ init_config_case() {
     failures=$((failures + 1))
     return 1
   fi
+}
+
+# small_training_data: see above.
+small_training_data() {
+  cat "$src"/README.md "$src"/docs/*.md >"$WORK/corpus.txt"
+  cat >"$WORK/config.json" <<'JSON'
+{"model_type": "deepseek_v3", "vocab_size": 320, "hidden_size": 64, "intermediate_size": 96,
+ "moe_intermediate_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "num_key_value_heads": 2,
+ "q_lora_rank": 32, "kv_lora_rank": 32, "qk_nope_head_dim": 16, "qk_rope_head_dim": 8, "v_head_dim": 16,
+ "n_routed_experts": 8, "n_shared_experts": 1, "num_experts_per_tok": 2, "first_k_dense_replace": 1,
+ "moe_layer_freq": 1, "n_group": 4, "topk_group": 2, "scoring_func": "sigmoid", "topk_method": "noaux_tc",
+ "norm_topk_prob": true, "routed_scaling_factor": 2.5, "rope_theta": 10000, "max_position_embeddings": 4096,
+ "rms_norm_eps": 1e-6, "num_nextn_predict_layers": 1, "tie_word_embeddings": false,
+ "bos_token_id": 0, "eos_token_id": 1}
+JSON
+  run "train-tokenizer" "$dsv3" train-tokenizer --input "$WORK/corpus.txt" --vocab-size 320 \
+    --out "$WORK/tok/tokenizer.json" --quiet || return 1
+  run "data" "$dsv3" data --tokenizer "$WORK/tok/tokenizer.json" --input "$WORK/corpus.txt" --doc-separator $'\n\n' \
+    --val-fraction 0.2 --out "$WORK/shards" --quiet
 }

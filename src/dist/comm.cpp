@@ -1,0 +1,164 @@
+#include "dist/comm.h"
+
+#include <mpi.h>
+
+#include <climits>
+#include <cstdlib>
+#include <cstring>
+#include <numeric>
+
+#include "core/error.h"
+
+namespace dsv3 {
+
+namespace {
+
+bool g_initialised = false;
+
+void check(int code, const char* what) {
+  if (code == MPI_SUCCESS) return;
+  char text[MPI_MAX_ERROR_STRING];
+  int length = 0;
+  MPI_Error_string(code, text, &length);
+  DSV3_FAIL("[mpi] ", what, " failed: ", std::string(text, size_t(length)));
+}
+
+// MPI counts are int: larger messages would need derived types, which no run here comes near.
+std::vector<int> int_counts(const std::vector<int64_t>& counts, const char* what) {
+  std::vector<int> out;
+  for (int64_t c : counts) {
+    DSV3_CHECK(c >= 0 && c <= INT_MAX, "[mpi] ", what, ": a message of ", c, " elements exceeds MPI's int counts");
+    out.push_back(int(c));
+  }
+  return out;
+}
+
+std::vector<int> offsets_of(const std::vector<int>& counts) {
+  std::vector<int> offsets(counts.size(), 0);
+  int64_t at = 0;
+  for (size_t i = 0; i < counts.size(); ++i) {
+    DSV3_CHECK(at <= INT_MAX, "[mpi] a gathered buffer exceeds MPI's int displacements");
+    offsets[i] = int(at);
+    at += counts[i];
+  }
+  return offsets;
+}
+
+}  // namespace
+
+bool launched_by_mpirun() {
+  for (const char* var : {"OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_RANK"})
+    if (std::getenv(var) != nullptr) return true;
+  return false;
+}
+
+Comm& Comm::world() {
+  static Comm comm = [] {
+    Comm c;
+    if (!launched_by_mpirun()) return c;
+    int provided = 0;
+    check(MPI_Init_thread(nullptr, nullptr, MPI_THREAD_FUNNELED, &provided), "MPI_Init_thread");
+    g_initialised = true;
+    DSV3_CHECK(provided >= MPI_THREAD_FUNNELED, "[mpi] the MPI library gives thread level ", provided,
+               ", dsv3 needs MPI_THREAD_FUNNELED");
+    MPI_Comm_rank(MPI_COMM_WORLD, &c.rank_);
+    MPI_Comm_size(MPI_COMM_WORLD, &c.size_);
+    return c;
+  }();
+  return comm;
+}
+
+void finalize_comm() {
+  if (!g_initialised) return;
+  int finalized = 0;
+  MPI_Finalized(&finalized);
+  if (!finalized) MPI_Finalize();
+}
+
+void abort_comm(int code) {
+  if (g_initialised) MPI_Abort(MPI_COMM_WORLD, code);
+}
+
+void Comm::barrier() const {
+  if (distributed()) check(MPI_Barrier(MPI_COMM_WORLD), "MPI_Barrier");
+}
+
+void Comm::allgather(const double* send, int64_t n, double* out) const {
+  if (!distributed()) {
+    std::memcpy(out, send, size_t(n) * sizeof(double));
+    return;
+  }
+  DSV3_CHECK(n <= INT_MAX, "[mpi] allgather of ", n, " values exceeds MPI's int counts");
+  check(MPI_Allgather(send, int(n), MPI_DOUBLE, out, int(n), MPI_DOUBLE, MPI_COMM_WORLD), "MPI_Allgather");
+}
+
+void Comm::allgatherv(const float* send, const std::vector<int64_t>& counts, float* out) const {
+  if (!distributed()) {
+    std::memcpy(out, send, size_t(counts[0]) * sizeof(float));
+    return;
+  }
+  const std::vector<int> c = int_counts(counts, "allgatherv"), offsets = offsets_of(c);
+  check(MPI_Allgatherv(send, c[size_t(rank_)], MPI_FLOAT, out, c.data(), offsets.data(), MPI_FLOAT, MPI_COMM_WORLD),
+        "MPI_Allgatherv");
+}
+
+void Comm::allgatherv(const double* send, const std::vector<int64_t>& counts, double* out) const {
+  if (!distributed()) {
+    std::memcpy(out, send, size_t(counts[0]) * sizeof(double));
+    return;
+  }
+  const std::vector<int> c = int_counts(counts, "allgatherv"), offsets = offsets_of(c);
+  check(MPI_Allgatherv(send, c[size_t(rank_)], MPI_DOUBLE, out, c.data(), offsets.data(), MPI_DOUBLE,
+                       MPI_COMM_WORLD),
+        "MPI_Allgatherv");
+}
+
+void Comm::gatherv_bytes(const void* send, int64_t bytes, const std::vector<int64_t>& counts, void* recv,
+                         int root) const {
+  if (!distributed()) {
+    std::memcpy(recv, send, size_t(bytes));
+    return;
+  }
+  const std::vector<int> c = int_counts(counts, "gatherv"), offsets = offsets_of(c);
+  DSV3_CHECK(bytes == c[size_t(rank_)], "[mpi] gatherv: rank ", rank_, " sends ", bytes, " bytes, expected ",
+             c[size_t(rank_)]);
+  check(MPI_Gatherv(send, int(bytes), MPI_BYTE, recv, c.data(), offsets.data(), MPI_BYTE, root, MPI_COMM_WORLD),
+        "MPI_Gatherv");
+}
+
+void Comm::scatterv_bytes(const void* send, const std::vector<int64_t>& counts, void* recv, int root) const {
+  if (!distributed()) {
+    std::memcpy(recv, send, size_t(counts[0]));
+    return;
+  }
+  const std::vector<int> c = int_counts(counts, "scatterv"), offsets = offsets_of(c);
+  check(MPI_Scatterv(send, c.data(), offsets.data(), MPI_BYTE, recv, c[size_t(rank_)], MPI_BYTE, root,
+                     MPI_COMM_WORLD),
+        "MPI_Scatterv");
+}
+
+void Comm::alltoallv(const float* send, const std::vector<int64_t>& send_counts, float* recv,
+                     const std::vector<int64_t>& recv_counts) const {
+  if (!distributed()) {
+    std::memcpy(recv, send, size_t(send_counts[0]) * sizeof(float));
+    return;
+  }
+  const std::vector<int> sc = int_counts(send_counts, "alltoallv"), rc = int_counts(recv_counts, "alltoallv");
+  const std::vector<int> so = offsets_of(sc), ro = offsets_of(rc);
+  check(MPI_Alltoallv(send, sc.data(), so.data(), MPI_FLOAT, recv, rc.data(), ro.data(), MPI_FLOAT, MPI_COMM_WORLD),
+        "MPI_Alltoallv");
+}
+
+void Comm::allreduce_sum(int64_t* values, int64_t n) const {
+  if (!distributed() || n == 0) return;
+  DSV3_CHECK(n <= INT_MAX, "[mpi] allreduce of ", n, " values exceeds MPI's int counts");
+  check(MPI_Allreduce(MPI_IN_PLACE, values, int(n), MPI_INT64_T, MPI_SUM, MPI_COMM_WORLD), "MPI_Allreduce");
+}
+
+void Comm::broadcast(double* values, int64_t n, int root) const {
+  if (!distributed() || n == 0) return;
+  DSV3_CHECK(n <= INT_MAX, "[mpi] broadcast of ", n, " values exceeds MPI's int counts");
+  check(MPI_Bcast(values, int(n), MPI_DOUBLE, root, MPI_COMM_WORLD), "MPI_Bcast");
+}
+
+}  // namespace dsv3

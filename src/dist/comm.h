@@ -1,0 +1,57 @@
+// The process group a run belongs to: every rank of an `mpirun` launch, or a group of one when dsv3 runs
+// on its own (then MPI is never initialised and every collective is a copy). Only the collectives the
+// parallel trainer needs, each with a fixed reduction order where it reduces, so results never depend
+// on message arrival (SPEC.md §4; the parallel layouts are in layout.h).
+//
+// MPI is initialised on first use when the process was started by mpirun (OpenMPI's OMPI_COMM_WORLD_SIZE
+// or a PMI/PMIx rank in the environment) with MPI_THREAD_FUNNELED: only the thread that called it talks
+// to MPI; the OpenMP workers never do. finalize_comm() ends it (tools/main.cpp, on every exit path);
+// abort_comm() stops every rank when one fails, so none waits forever in a collective.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+namespace dsv3 {
+
+class Comm {
+ public:
+  // The world group: all ranks of the launch.
+  static Comm& world();
+
+  int rank() const { return rank_; }
+  int size() const { return size_; }
+  bool distributed() const { return size_ > 1; }
+
+  void barrier() const;
+  // out[r·n + i] = rank r's send[i], on every rank.
+  void allgather(const double* send, int64_t n, double* out) const;
+  // Rank r contributes send (counts[r] floats, counts the same on every rank); out receives them all in
+  // rank order (offsets = prefix sums of counts).
+  void allgatherv(const float* send, const std::vector<int64_t>& counts, float* out) const;
+  void allgatherv(const double* send, const std::vector<int64_t>& counts, double* out) const;
+  // Bytes gathered to `root` in rank order (recv only read on root).
+  void gatherv_bytes(const void* send, int64_t bytes, const std::vector<int64_t>& counts, void* recv, int root) const;
+  // Bytes from `root` to every rank: rank r receives counts[r] bytes starting at prefix(counts)[r].
+  void scatterv_bytes(const void* send, const std::vector<int64_t>& counts, void* recv, int root) const;
+  // send_counts[r] floats to rank r (consecutive in send, rank order); receives recv_counts[r] from
+  // rank r (consecutive in recv, rank order).
+  void alltoallv(const float* send, const std::vector<int64_t>& send_counts, float* recv,
+                 const std::vector<int64_t>& recv_counts) const;
+  // Element-wise sum of integers on every rank (exact, so the order does not matter).
+  void allreduce_sum(int64_t* values, int64_t n) const;
+  void broadcast(double* values, int64_t n, int root) const;
+
+ private:
+  Comm() = default;
+  int rank_ = 0, size_ = 1;
+};
+
+// True when the environment says mpirun started this process (MPI is then initialised on first use).
+bool launched_by_mpirun();
+// Ends MPI if it was initialised (every rank must call it before exiting normally).
+void finalize_comm();
+// Stops every rank of the launch (after an error on this one); a no-op without MPI.
+void abort_comm(int code);
+
+}  // namespace dsv3

@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# ZeRO-1 data parallelism under mpirun (src/dist/zero1.h) against one process, on a small MoE model with
+# an MTP module and AdamW in F32 and BF16 moments:
+#   - DP2 and DP4 runs of 3 steps (4 micro-batches a step) write model.safetensors and
+#     optimizer.safetensors byte-identical to one process's, and the same losses and gradient norms;
+#   - a DP2 run stopped at step 2 and resumed in one process, and a one-process run stopped at step 2 and
+#     resumed under DP2, end byte-identical to the uninterrupted run;
+#   - the AdamW moments rank 0 holds shrink as 1/D (within one 64K-element chunk);
+#   - impossible or unbuilt layouts are refused, naming the flag.
+# Ranks run with --oversubscribe and one thread each (bit equality needs the same thread count per process).
+#   bash tests/mpi/zero1_equivalence.sh BUILD_DIR SOURCE_DIR
+set -uo pipefail
+# shellcheck source=../cli/lib/common.sh
+source "$(dirname "$0")/../cli/lib/common.sh"
+BUILD_DIR=$(cd "$1" && pwd)
+src=$(cd "$2" && pwd)
+dsv3=$BUILD_DIR/dsv3
+require_dsv3 "$dsv3"
+command -v mpirun >/dev/null || { echo "FAIL: mpirun is missing (scripts/setup.sh installs openmpi-bin)"; exit 1; }
+make_work_dir zero1_equivalence
+failures=0
+RUN_COUNT_FAILURES=1
+# OpenMPI refuses to start as root unless told (CI containers run as root).
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+export OMPI_MCA_rmaps_base_oversubscribe=1
+mpi=(mpirun --oversubscribe -np)
+
+small_training_data || exit 1  # lib/common.sh: $WORK/config.json and $WORK/shards
+
+base_args=(train --config "$WORK/config.json" --data "$WORK/shards" --batch-size 2 --seq-len 32
+           --eval-every 0 --eval-sequences 4 --threads 1 --quiet)
+train_args=("${base_args[@]}" --grad-accum 4)
+
+# same NAME A B: the checkpoints A and B hold byte-identical weights and optimizer state, and their
+# metrics the same losses and gradient norms.
+same() {
+  local name=$1 a=$2 b=$3 f ok=1
+  for f in model.safetensors optimizer.safetensors; do
+    if ! cmp -s "$a/$f" "$b/$f"; then
+      echo "  FAIL $name: $f differs ($(cmp "$a/$f" "$b/$f" 2>&1 | head -1))"
+      ok=0
+    fi
+  done
+  if ! diff <(grep -o '"\(loss\|main_loss\|grad_norm\|step\)":[^,}]*' "$a/metrics.jsonl") \
+            <(grep -o '"\(loss\|main_loss\|grad_norm\|step\)":[^,}]*' "$b/metrics.jsonl") >"$WORK/diff"; then
+    echo "  FAIL $name: the metrics differ:"
+    head -5 "$WORK/diff" | sed 's/^/       | /'
+    ok=0
+  fi
+  if ((ok)); then
+    echo "  ok   $name: weights, optimizer state and metrics identical"
+  else
+    failures=$((failures + 1))
+  fi
+}
+
+for moments in f32 bf16; do
+  echo "== AdamW moments $moments"
+  run "one process, 3 steps" "$dsv3" "${train_args[@]}" --adam-moments "$moments" --steps 3 --out "$WORK/one_$moments"
+  for np in 2 4; do
+    run "mpirun -np $np, 3 steps" "${mpi[@]}" "$np" "$dsv3" "${train_args[@]}" --adam-moments "$moments" --steps 3 \
+      --out "$WORK/dp${np}_$moments" &&
+      same "DP$np equals one process" "$WORK/one_$moments" "$WORK/dp${np}_$moments"
+    # The moments rank 0 holds: 1/np of the whole, give or take one chunk (64K elements × 2 moments).
+    line=$(grep -o 'AdamW moments on rank 0: [0-9.]* MiB of [0-9.]* MiB' "$WORK/log.txt")
+    if [[ $line =~ ([0-9.]+)\ MiB\ of\ ([0-9.]+)\ MiB ]] &&
+        awk -v held="${BASH_REMATCH[1]}" -v all="${BASH_REMATCH[2]}" -v n="$np" -v m="$moments" 'BEGIN {
+          chunk = 65536 * 2 * (m == "bf16" ? 2 : 4) / 1048576
+          exit !(held <= all / n + chunk && held >= all / n - chunk) }'; then
+      echo "  ok   ZeRO-1 memory: $line (1/$np)"
+    else
+      echo "  FAIL ZeRO-1 memory: expected rank 0 to hold 1/$np of the moments, got '$line'"
+      failures=$((failures + 1))
+    fi
+  done
+done
+
+echo "== checkpoints move between layouts"
+run "mpirun -np 2, stopped at step 2" "${mpi[@]}" 2 "$dsv3" "${train_args[@]}" --steps 3 --stop-at 2 --out "$WORK/dp_then_one"
+run "resumed in one process" "$dsv3" train --resume "$WORK/dp_then_one" --threads 1 --quiet &&
+  same "DP2 to step 2, then one process" "$WORK/one_f32" "$WORK/dp_then_one"
+run "one process, stopped at step 2" "$dsv3" "${train_args[@]}" --steps 3 --stop-at 2 --out "$WORK/one_then_dp"
+run "resumed under mpirun -np 2" "${mpi[@]}" 2 "$dsv3" train --resume "$WORK/one_then_dp" --threads 1 --quiet &&
+  same "one process to step 2, then DP2" "$WORK/one_f32" "$WORK/one_then_dp"
+
+echo "== layouts refused"
+# expect_mpi_error LABEL PATTERN NP ARGS...: the launch (with --grad-accum 4 unless ARGS give one) fails
+# and some rank's stderr names PATTERN.
+expect_mpi_error() {
+  local label=$1 pattern=$2 np=$3
+  shift 3
+  local args=("$@")
+  [[ " $* " == *" --grad-accum "* ]] || args+=(--grad-accum 4)
+  "${mpi[@]}" "$np" "$dsv3" "${base_args[@]}" --steps 1 --out "$WORK/refused" "${args[@]}" >"$WORK/out" 2>"$WORK/err"
+  local rc=$?
+  if ((rc != 0)) && grep -q -- "$pattern" "$WORK/err"; then
+    echo "  ok   $label: $(grep -m1 -o -- "$pattern.*" "$WORK/err" | head -c 140)"
+  else
+    echo "  FAIL $label (exit $rc, expected '$pattern' on stderr; got: $(head -c 300 "$WORK/err"))"
+    failures=$((failures + 1))
+  fi
+}
+expect_mpi_error "--pp not dividing the ranks" "--pp 3 does not divide" 2 --pp 3
+expect_mpi_error "--ep not dividing the data-parallel ranks" "--ep 3 must divide" 2 --ep 3
+expect_mpi_error "--grad-accum not a multiple of D" "--grad-accum 3 must be a multiple" 2 --grad-accum 3
+expect_mpi_error "DualPipe with an odd --pp" "DualPipe needs an even --pp" 3 --pp 3 --pp-schedule dualpipe \
+  --micro-batches 6 --grad-accum 6
+expect_mpi_error "pipeline parallelism, not built yet" "pipeline parallelism (--pp 2) is not built yet" 2 --pp 2
+
+echo "zero1_equivalence: $failures failure(s)"
+exit $((failures > 0))
