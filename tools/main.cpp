@@ -41,6 +41,7 @@ int main(int argc, char** argv) {
   add(dsv3::cli::add_perplexity, app);
   add(dsv3::cli::add_serve, app);
   add(dsv3::cli::add_export, app);
+  add(dsv3::cli::add_plan, app);
 
   try {
     app.parse(argc, argv);
