@@ -64,6 +64,7 @@ struct Plan {
   double fp8_flop_fraction = 0;                  // of flops_per_token in the linear layers FP8 runs
   double ib_bytes_per_token = 0, nvlink_bytes_per_token = 0;  // all-to-all, forward + backward
   double bubble_fraction = 0;                    // of a step, with F : B : W = 1 : 2 : 1
+  double simulated_bubble_fraction = 0;          // the schedule's own ops simulated (pipeline_schedule.h)
   double implied_mfu = 0;                        // DeepSeek-V3's MFU that kReportGpuHoursPerTrillion implies
   double mfu = 0;                                // used
   double gpu_hours_per_trillion = 0, pretrain_gpu_hours = 0, total_gpu_hours = 0, dollars = 0;
