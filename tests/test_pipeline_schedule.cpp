@@ -30,6 +30,15 @@ TEST(PipelineSchedule, EveryScheduleRunsEachMicroBatchOnceAndNeverDeadlocks) {
           }
           EXPECT_EQ(sim.weights[size_t(r)], sim.zero_bubble_backwards[size_t(r)]) << "rank " << r;
         }
+        // The timeline has every op once, and a rank's ops never overlap.
+        size_t ops = 0;
+        for (const auto& rank_ops : s.ops) ops += rank_ops.size();
+        ASSERT_EQ(sim.timeline.size(), ops);
+        std::vector<double> rank_end(size_t(P), 0);
+        for (const TraceEvent& e : sim.timeline) {
+          EXPECT_GE(e.start_us, rank_end[size_t(e.process)]);
+          rank_end[size_t(e.process)] = e.start_us + e.duration_us;
+        }
       }
     }
   }

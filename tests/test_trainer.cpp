@@ -98,7 +98,7 @@ bool same_bits(const TrainParams<float>& a, const TrainParams<float>& b) {
 
 TEST(Trainer, LossFallsAndValidationIsReported) {
   TempDir out("trainer_learn");
-  TrainerPaths paths{data().shards, out.path(), out.sub("metrics.jsonl"), ""};
+  TrainerPaths paths{data().shards, out.path(), out.sub("metrics.jsonl"), "", ""};
   TrainRunOptions o = small_run(40);
   o.eval_every = 20;
   Trainer trainer(o, paths);
@@ -135,19 +135,19 @@ TEST(Trainer, ResumedRunIsBitIdenticalToAnUninterruptedOne) {
   TrainRunOptions o = small_run(6);
   o.grad_accum = 2;
   o.adamw.moments = MomentDtype::bf16;
-  Trainer straight(o, TrainerPaths{data().shards, a.path(), a.sub("metrics.jsonl"), ""});
+  Trainer straight(o, TrainerPaths{data().shards, a.path(), a.sub("metrics.jsonl"), "", ""});
   straight.run(nullptr);
 
   // Stop after 3 steps (as an interruption does), then continue from the checkpoint in a new trainer.
   std::atomic<bool> stop{false};
   {
-    Trainer first(o, TrainerPaths{data().shards, b.path(), b.sub("metrics.jsonl"), ""});
+    Trainer first(o, TrainerPaths{data().shards, b.path(), b.sub("metrics.jsonl"), "", ""});
     first.run([&](const StepRecord& r) { stop = r.step == 3; }, &stop);
     EXPECT_EQ(first.step(), 3);
   }
   // A partly written later step in the metrics file is dropped on resume.
   std::ofstream(b.sub("metrics.jsonl"), std::ios::app) << "{\"step\": 4, \"loss\": 1.0}\n";
-  Trainer resumed = Trainer::resume(b.path(), TrainerPaths{"", "", b.sub("metrics.jsonl"), ""});
+  Trainer resumed = Trainer::resume(b.path(), TrainerPaths{"", "", b.sub("metrics.jsonl"), "", ""});
   EXPECT_EQ(resumed.step(), 3);
   EXPECT_EQ(resumed.options().grad_accum, 2);
   resumed.run(nullptr);
@@ -168,7 +168,7 @@ TEST(Trainer, ResumedRunIsBitIdenticalToAnUninterruptedOne) {
 
 TEST(Trainer, CheckpointLoadsInTheInferenceEngine) {
   TempDir out("trainer_ckpt");
-  Trainer trainer(small_run(2), TrainerPaths{data().shards, out.path(), "", ""});
+  Trainer trainer(small_run(2), TrainerPaths{data().shards, out.path(), "", "", ""});
   trainer.run(nullptr);
   for (const char* file : {"config.json", "model.safetensors", "tokenizer.json", "optimizer.safetensors",
                            "trainer_state.json"})
@@ -186,7 +186,7 @@ TEST(Trainer, BalancingModes) {
     TrainRunOptions o = small_run(3);
     o.balance = mode;
     o.balance_alpha = mode == BalanceMode::aux_loss ? 1e-2 : 0.0;
-    Trainer trainer(o, TrainerPaths{data().shards, out.path(), "", ""});
+    Trainer trainer(o, TrainerPaths{data().shards, out.path(), "", "", ""});
     double balance_loss = 0;
     trainer.run([&](const StepRecord& r) { balance_loss += r.balance_loss; });
     const ParamInfo& bias = trainer.params().layout().at("model.layers.1.mlp.gate.e_score_correction_bias");
@@ -220,7 +220,7 @@ TEST(Trainer, OptionsRoundTripAndClearErrors) {
   TrainRunOptions big_vocab = small_run(2);
   big_vocab.config.vocab_size = 100;  // the shards use 320 ids
   try {
-    Trainer t(big_vocab, TrainerPaths{data().shards, out.path(), "", ""});
+    Trainer t(big_vocab, TrainerPaths{data().shards, out.path(), "", "", ""});
     FAIL() << "no error";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("vocabulary of 320"), std::string::npos) << e.what();

@@ -6,6 +6,7 @@
 
 #include "commands.h"
 #include "core/error.h"
+#include "dist/pipeline_schedule.h"
 #include "dist/plan.h"
 #include "model/presets.h"
 
@@ -37,6 +38,7 @@ Runner add_plan(CLI::App& app) {
     std::string preset = "deepseek-v3", config, schedule = "dualpipe", precision = "fp8", tokens = "14.8T";
     PlanInputs in;
     bool json = false;
+    std::string trace;
   };
   auto a = std::make_shared<Args>();
   CLI::App* cmd = app.add_subcommand(
@@ -68,6 +70,8 @@ Runner add_plan(CLI::App& app) {
   cmd->add_option("--max-nodes-per-token", a->in.max_nodes_per_token, "Node-limited routing: nodes a token may reach")
       ->capture_default_str()->check(CLI::PositiveNumber);
   cmd->add_flag("--json", a->json, "One JSON object, what-ifs included");
+  cmd->add_option("--trace", a->trace, "Write the pipeline schedule's simulated timeline (F : B : W = 1 : 2 : 1, "
+                  "1 ms each F) as a Chrome trace, one process per rank (open it in Perfetto)");
   return [a, other] {
     PlanInputs in = a->in;
     in.config = a->config.empty() ? preset_config(a->preset) : load_model_config(a->config);
@@ -77,6 +81,16 @@ Runner add_plan(CLI::App& app) {
     // The report's context-extension and post-training hours belong to DeepSeek-V3 alone.
     if (other->count() == 0 && !(a->config.empty() && a->preset == "deepseek-v3")) in.other_gpu_hours = 0;
     const Plan plan = make_plan(in);
+    if (!a->trace.empty()) {
+      DSV3_CHECK(in.pp > 1, "[plan] --trace draws the pipeline schedule: it needs --pp 2 or more");
+      const PipelineSimulation sim = simulate_pipeline(build_pipeline_schedule(in.schedule, in.pp, plan.micro_batches), {});
+      std::vector<std::string> names;
+      for (int64_t r = 0; r < in.pp; ++r) names.push_back(cat("rank ", r));
+      write_chrome_trace(a->trace, sim.timeline, names);
+      std::fprintf(stderr, "[plan] %s schedule of %lld ranks and %lld micro-batches: %s (bubble %.1f%% of the step)\n",
+                   pipeline_schedule_name(in.schedule), (long long)in.pp, (long long)plan.micro_batches, a->trace.c_str(),
+                   100 * sim.bubble_fraction());
+    }
     // What-ifs: one input changed each (at the same efficiency, unless --mfu fixes the MFU).
     struct WhatIf {
       const char* name;

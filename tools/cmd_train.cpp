@@ -28,7 +28,7 @@ std::atomic<bool> g_stop{false};
 extern "C" void on_interrupt(int) { g_stop.store(true); }
 
 struct TrainArgs {
-  std::string preset, config, data, out, metrics, resume, init, tokenizer;
+  std::string preset, config, data, out, metrics, resume, init, tokenizer, trace;
   ParallelFlags parallel;
   std::string pp_schedule = "1f1b";
   std::string balance = "aux-free", precision = "bf16", moments = "f32";
@@ -112,6 +112,7 @@ int run_train(const TrainArgs& args) {
   TrainerPaths paths;
   paths.data_dir = a.data;
   paths.tokenizer = a.tokenizer;
+  paths.trace_path = a.trace;
   std::optional<Trainer> trainer;
   if (!a.resume.empty()) {
     paths.out_dir = a.out.empty() ? a.resume : a.out;
@@ -263,6 +264,8 @@ Runner add_train(CLI::App& app) {
                   "Micro-batches per step through the pipeline (default: --grad-accum)")->check(CLI::NonNegativeNumber);
   cmd->add_option("--ranks-per-node", a->parallel.ranks_per_node, "Ranks on each node (default: all on one)")
       ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--trace", a->trace, "Write a Chrome-trace timeline of the run (every rank's compute, "
+                  "communication and optimizer spans; open it in Perfetto)");
   cmd->add_option("--log-every", a->log_every, "When stderr is not a terminal: steps between log lines");
   cmd->add_flag("--quiet", a->quiet, "No progress display");
   return [a] { return run_train(*a); };

@@ -182,6 +182,22 @@ PipelineSimulation simulate_pipeline(const ScheduleOps& sched, const PipelineDur
         }
         if (ready < 0) break;
         const double start = std::max(clock[size_t(r)], ready), end = start + duration;
+        std::string name;
+        const auto& nf = sim.forwards_per_phase[size_t(r)];
+        const auto& nb = sim.backwards_per_phase[size_t(r)];
+        switch (op.kind) {
+          case Kind::forward: name = cat("F", op.phase, " mb ", nf[size_t(op.phase)]); break;
+          case Kind::backward: name = cat("B", op.phase, op.zero_bubble ? " (input) mb " : " mb ",
+                                          nb[size_t(op.phase)]); break;
+          case Kind::weight: name = cat("W", deferred[size_t(r)].front()); break;
+          case Kind::forward_backward:
+            name = cat("F", op.phase, " mb ", nf[size_t(op.phase)], " + B", op.backward_phase, " mb ",
+                       nb[size_t(op.backward_phase)]);
+            break;
+        }
+        const char* category = op.kind == Kind::forward ? "forward" : op.kind == Kind::backward ? "backward"
+                             : op.kind == Kind::weight ? "weight" : "forward+backward";
+        sim.timeline.push_back({name, category, start * 1e3, duration * 1e3, r, 0});
         switch (op.kind) {
           case Kind::forward: run_forward(r, op.phase, end); break;
           case Kind::backward: run_backward(r, op.phase, end, op.zero_bubble); break;

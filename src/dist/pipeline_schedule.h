@@ -23,6 +23,7 @@
 #include <string>
 #include <vector>
 
+#include "core/trace.h"
 #include "dist/layout.h"
 
 namespace dsv3 {
@@ -54,6 +55,7 @@ struct PipelineSimulation {
   std::vector<double> busy;         // per rank: time computing
   std::vector<int64_t> forwards, backwards, zero_bubble_backwards, weights;  // per rank, all phases
   std::vector<std::vector<int64_t>> forwards_per_phase, backwards_per_phase;  // [rank][phase]
+  std::vector<TraceEvent> timeline;  // every op, one process per rank, 1 time unit = 1 ms
   double bubble() const;            // the largest idle time of a rank: makespan − its busy time
   double bubble_fraction() const;   // bubble / makespan
 };

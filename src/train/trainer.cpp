@@ -12,6 +12,7 @@
 
 #include "core/error.h"
 #include "core/parallel.h"
+#include "core/trace.h"
 #include "dist/comm.h"
 #include "dist/zero1.h"
 #include "train/token_shards.h"
@@ -246,6 +247,7 @@ struct Trainer::Impl {
   AdamW optimizer;
   TrainActivations<float> acts;
   std::vector<TrainParams<float>> micro_grads;  // more micro-batches' gradients, each summed separately
+  mutable TraceRecorder trace;                  // spans of this rank (TrainerPaths::trace_path)
   int64_t step = 0;    // updates done
   int64_t tokens = 0;  // training tokens seen (main-model targets)
   double elapsed_s = 0;
@@ -399,6 +401,7 @@ void Trainer::save(const std::string& dir) const {
     fs::create_directories(staging, ec);
     DSV3_CHECK(!ec, "[train] cannot create ", staging, ": ", ec.message());
   }
+  auto span = s.trace.span("save checkpoint", "io");
   if (s.zero) {
     s.zero->save_optimizer(s.optimizer, s.params.layout_ptr(), staging + "/" + kOptimizerFile);
     if (!s.writes_files()) return;
@@ -479,8 +482,13 @@ OptimizerStepStats Trainer::train_one_step(Impl& s, double lr, std::vector<int32
     // micro-batches apart for the reduce-scatter.
     TrainParams<float>& g = j == 0 ? s.grads : s.micro_grads[size_t(D == 1 ? 0 : j - 1)];
     g.zero();
-    const StepStats st = train_forward_backward(s.params, g, s.acts, tokens.data(), step_options);
+    StepStats st;
+    {
+      auto span = s.trace.span(cat("forward+backward, micro-batch ", m), "compute");
+      st = train_forward_backward(s.params, g, s.acts, tokens.data(), step_options);
+    }
     if (D == 1 && j > 0) {
+      auto span = s.trace.span("add micro-batch gradient", "compute");
       float* acc = s.grads.data();
       const float* add = g.data();
       parallel_for(s.grads.size(), 1 << 14, [&](int64_t b, int64_t e) {
@@ -501,18 +509,63 @@ OptimizerStepStats Trainer::train_one_step(Impl& s, double lr, std::vector<int32
   }
   // The step's figures in micro-batch order, from every rank.
   std::vector<double> all_stats(local_stats.size() * size_t(D));
-  s.comm.allgather(local_stats.data(), int64_t(local_stats.size()), all_stats.data());
+  {
+    auto span = s.trace.span("all-gather losses, all-reduce expert loads", "communication");
+    s.comm.allgather(local_stats.data(), int64_t(local_stats.size()), all_stats.data());
+    for (std::vector<int64_t>& load : r.expert_load) s.comm.allreduce_sum(load.data(), int64_t(load.size()));
+  }
   const size_t fields = local_stats.size() / size_t(k);
   for (int64_t m = 0; m < A; ++m) add_stats(r, all_stats.data() + size_t(m) * fields, mtp_depth, 1.0 / double(A), s.tokens);
-  for (std::vector<int64_t>& load : r.expert_load) s.comm.allreduce_sum(load.data(), int64_t(load.size()));
   DSV3_CHECK(std::isfinite(r.loss), "[train] the loss is ", r.loss, " at step ", s.step + 1,
              ": training diverged (try a lower --lr)");
-  if (!s.zero) return s.optimizer.step(s.params, s.grads, lr, 1.0 / double(A));
-  s.zero->reduce_scatter(local_grads, s.grads.data());
-  const OptimizerStepStats opt =
-      s.optimizer.step_shard(s.params, s.grads, lr, 1.0 / double(A), s.zero->sum_of_squares(s.grads));
+  if (!s.zero) {
+    auto span = s.trace.span("adamw", "optimizer");
+    return s.optimizer.step(s.params, s.grads, lr, 1.0 / double(A));
+  }
+  {
+    auto span = s.trace.span("reduce-scatter gradients", "communication");
+    s.zero->reduce_scatter(local_grads, s.grads.data());
+  }
+  double sum_of_squares = 0;
+  {
+    auto span = s.trace.span("all-gather norm partials", "communication");
+    sum_of_squares = s.zero->sum_of_squares(s.grads);
+  }
+  OptimizerStepStats opt;
+  {
+    auto span = s.trace.span("adamw (shard)", "optimizer");
+    opt = s.optimizer.step_shard(s.params, s.grads, lr, 1.0 / double(A), sum_of_squares);
+  }
+  auto span = s.trace.span("all-gather weights", "communication");
   s.zero->allgather(s.params.data());
   return opt;
+}
+
+// Rank 0 writes every rank's spans as one timeline, a process per rank.
+void Trainer::write_trace(Impl& s) {
+  json list = json::array();
+  for (const TraceEvent& e : s.trace.events()) list.push_back({e.name, e.category, e.start_us, e.duration_us});
+  const std::string mine = list.dump();
+  const int64_t D = s.comm.size();
+  const double length = double(mine.size());
+  std::vector<double> lengths(static_cast<size_t>(D));
+  s.comm.allgather(&length, 1, lengths.data());
+  std::vector<int64_t> counts;
+  int64_t total = 0;
+  for (double l : lengths) total += counts.emplace_back(int64_t(l));
+  std::string all(size_t(total), '\0');
+  s.comm.gatherv_bytes(mine.data(), int64_t(mine.size()), counts, all.data(), 0);
+  if (!s.writes_files()) return;
+  std::vector<TraceEvent> events;
+  std::vector<std::string> names;
+  int64_t at = 0;
+  for (int64_t r = 0; r < D; ++r) {
+    for (const json& e : json::parse(all.substr(size_t(at), size_t(counts[size_t(r)]))))
+      events.push_back({e[0].get<std::string>(), e[1].get<std::string>(), e[2].get<double>(), e[3].get<double>(), r, 0});
+    at += counts[size_t(r)];
+    names.push_back(D > 1 ? cat("rank ", r) : "dsv3 train");
+  }
+  write_chrome_trace(s.paths.trace_path, events, names);
 }
 
 size_t Trainer::optimizer_state_bytes() const {
@@ -538,7 +591,13 @@ void Trainer::run(const std::function<void(const StepRecord&)>& on_step, const s
     s.comm.allreduce_sum(&any, 1);
     return any > 0;
   };
+  if (!s.paths.trace_path.empty()) {
+    s.comm.barrier();  // the ranks' clocks start together
+    s.trace.restart();
+    s.trace.enabled = true;
+  }
   while (s.step < o.steps && !stop_requested()) {
+    auto step_span = s.trace.span(cat("step ", s.step + 1), "step");
     const auto start = std::chrono::steady_clock::now();
     const double lr = o.schedule.lr(s.step);
     StepRecord r;
@@ -557,7 +616,10 @@ void Trainer::run(const std::function<void(const StepRecord&)>& on_step, const s
     for (const std::vector<int64_t>& load : r.expert_load) r.max_vio_layers.push_back(max_violation(load));
     for (double v : r.max_vio_layers) r.max_vio += v / double(r.max_vio_layers.size());
     const bool last = s.step == o.steps;
-    if ((last || (o.eval_every > 0 && s.step % o.eval_every == 0)) && s.writes_files()) r.val_loss = evaluate();
+    if ((last || (o.eval_every > 0 && s.step % o.eval_every == 0)) && s.writes_files()) {
+      auto span = s.trace.span("evaluate", "eval");
+      r.val_loss = evaluate();
+    }
     saved = false;
     if (!last && o.save_every > 0 && s.step % o.save_every == 0) {
       save(s.paths.out_dir);
@@ -570,6 +632,7 @@ void Trainer::run(const std::function<void(const StepRecord&)>& on_step, const s
     if (on_step) on_step(r);
   }
   if (!saved) save(s.paths.out_dir);
+  if (!s.paths.trace_path.empty()) write_trace(s);
 }
 
 }  // namespace dsv3

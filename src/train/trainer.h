@@ -94,6 +94,7 @@ struct TrainerPaths {
   std::string metrics_path;  // JSONL (a "run" header line, then one line per step); empty: none.
                              // A resumed run keeps the lines up to its checkpoint's step and appends.
   std::string tokenizer;     // tokenizer.json to copy into checkpoints; empty: the shards' own
+  std::string trace_path;    // Chrome-trace timeline of the run, every rank's spans (core/trace.h); empty: none
 };
 
 class Trainer {
@@ -127,6 +128,7 @@ class Trainer {
  private:
   struct Impl;
   static OptimizerStepStats train_one_step(Impl& s, double lr, std::vector<int32_t>& tokens, StepRecord& r);
+  static void write_trace(Impl& s);
   explicit Trainer(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };

@@ -75,6 +75,24 @@ for moments in f32 bf16; do
   done
 done
 
+echo "== --trace"
+run "mpirun -np 2 --trace" "${mpi[@]}" 2 "$dsv3" "${train_args[@]}" --steps 2 --out "$WORK/traced" \
+  --trace "$WORK/trace.json" &&
+  RUN_PRINT_LOG=1 run "the timeline has both ranks' steps, compute and collectives" python3 - "$WORK/trace.json" <<'PY'
+import json, sys
+events = json.load(open(sys.argv[1]))["traceEvents"]
+names = {e["pid"]: e["args"]["name"] for e in events if e["ph"] == "M"}
+assert names == {0: "rank 0", 1: "rank 1"}, names
+for rank in (0, 1):
+    spans = [e for e in events if e["ph"] == "X" and e["pid"] == rank]
+    kinds = {e["name"].split(",")[0] for e in spans}
+    for needed in ("step 1", "step 2", "forward+backward", "reduce-scatter gradients", "all-gather weights", "adamw (shard)"):
+        assert needed in kinds, (rank, needed, sorted(kinds))
+    assert sum(e["name"].startswith("forward+backward") for e in spans) == 4, "2 steps x 2 micro-batches per rank"
+    assert all(e["dur"] >= 0 and e["ts"] >= 0 for e in spans)
+print(f"{len(events)} events, ranks {sorted(names.values())}")
+PY
+
 echo "== checkpoints move between layouts"
 run "mpirun -np 2, stopped at step 2" "${mpi[@]}" 2 "$dsv3" "${train_args[@]}" --steps 3 --stop-at 2 --out "$WORK/dp_then_one"
 run "resumed in one process" "$dsv3" train --resume "$WORK/dp_then_one" --threads 1 --quiet &&
