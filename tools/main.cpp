@@ -42,6 +42,7 @@ int main(int argc, char** argv) {
   add(dsv3::cli::add_serve, app);
   add(dsv3::cli::add_export, app);
   add(dsv3::cli::add_plan, app);
+  add(dsv3::cli::add_schedule, app);
 
   try {
     app.parse(argc, argv);

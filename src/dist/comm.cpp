@@ -161,4 +161,14 @@ void Comm::broadcast(double* values, int64_t n, int root) const {
   check(MPI_Bcast(values, int(n), MPI_DOUBLE, root, MPI_COMM_WORLD), "MPI_Bcast");
 }
 
+void Comm::send(const double* values, int64_t n, int peer, int tag) const {
+  DSV3_CHECK(distributed() && peer != rank_ && n <= INT_MAX, "[mpi] send to rank ", peer, " of ", size_);
+  check(MPI_Send(values, int(n), MPI_DOUBLE, peer, tag, MPI_COMM_WORLD), "MPI_Send");
+}
+
+void Comm::recv(double* values, int64_t n, int peer, int tag) const {
+  DSV3_CHECK(distributed() && peer != rank_ && n <= INT_MAX, "[mpi] receive from rank ", peer, " of ", size_);
+  check(MPI_Recv(values, int(n), MPI_DOUBLE, peer, tag, MPI_COMM_WORLD, MPI_STATUS_IGNORE), "MPI_Recv");
+}
+
 }  // namespace dsv3

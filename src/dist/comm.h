@@ -41,6 +41,9 @@ class Comm {
   // Element-wise sum of integers on every rank (exact, so the order does not matter).
   void allreduce_sum(int64_t* values, int64_t n) const;
   void broadcast(double* values, int64_t n, int root) const;
+  // Point to point (blocking; MPI's tags name the message): n doubles to / from rank `peer`.
+  void send(const double* values, int64_t n, int peer, int tag) const;
+  void recv(double* values, int64_t n, int peer, int tag) const;
 
  private:
   Comm() = default;

@@ -41,13 +41,9 @@ std::vector<PipelineOp> dual_pipe_ops(int64_t h, int64_t Q, int64_t half) {
   return ops;
 }
 
-// Where a rank's phase sits: pipe q, stage s of that pipe.
-struct Slot {
-  int q = 0;
-  int64_t s = 0;
-};
+}  // namespace
 
-Slot slot_of(PipelineSchedule kind, int64_t P, int64_t r, int phase) {
+PipelineSlot pipeline_slot(PipelineSchedule kind, int64_t P, int64_t r, int phase) {
   switch (kind) {
     case PipelineSchedule::one_f_one_b: return {0, r};
     case PipelineSchedule::dualpipe: {
@@ -59,7 +55,17 @@ Slot slot_of(PipelineSchedule kind, int64_t P, int64_t r, int phase) {
   return {};
 }
 
-}  // namespace
+int64_t pipeline_rank_of(PipelineSchedule kind, int64_t P, int pipe, int64_t stage) {
+  switch (kind) {
+    case PipelineSchedule::one_f_one_b: return stage;
+    case PipelineSchedule::dualpipe: return pipe == 0 ? stage : P - 1 - stage;
+    case PipelineSchedule::dualpipev: return stage < P ? stage : 2 * P - 1 - stage;
+  }
+  return 0;
+}
+
+int64_t pipeline_stages(PipelineSchedule kind, int64_t P) { return kind == PipelineSchedule::dualpipev ? 2 * P : P; }
+int pipeline_pipes(PipelineSchedule kind) { return kind == PipelineSchedule::dualpipe ? 2 : 1; }
 
 ScheduleOps build_pipeline_schedule(PipelineSchedule kind, int64_t P, int64_t M) {
   DSV3_CHECK(P >= 1, "[pipeline] --pp must be at least 1, got ", P);
@@ -104,8 +110,8 @@ double PipelineSimulation::bubble_fraction() const { return makespan > 0 ? bubbl
 PipelineSimulation simulate_pipeline(const ScheduleOps& sched, const PipelineDurations& d) {
   const PipelineSchedule kind = sched.kind;
   const int64_t P = sched.ranks;
-  const int pipes = kind == PipelineSchedule::dualpipe ? 2 : 1;
-  const int64_t stages = kind == PipelineSchedule::dualpipev ? 2 * P : P;
+  const int pipes = pipeline_pipes(kind);
+  const int64_t stages = pipeline_stages(kind, P);
   const int64_t per_pipe = kind == PipelineSchedule::dualpipe ? sched.micro_batches / 2 : sched.micro_batches;
   // Finish times of each (pipe, stage, micro-batch)'s forward and backward; < 0: not run yet.
   const auto index = [&](int q, int64_t s, int64_t i) { return size_t((q * stages + s) * per_pipe + i); };
@@ -121,37 +127,37 @@ PipelineSimulation simulate_pipeline(const ScheduleOps& sched, const PipelineDur
 
   // The time a rank's next forward / backward of `phase` may start (its dependency's finish), or < 0.
   const auto forward_ready = [&](int64_t r, int phase, std::string* why) -> double {
-    const Slot at = slot_of(kind, P, r, phase);
+    const PipelineSlot at = pipeline_slot(kind, P, r, phase);
     const int64_t i = sim.forwards_per_phase[size_t(r)][size_t(phase)];
     if (i >= per_pipe) {
       if (why) *why = cat("rank ", r, " runs forward ", i + 1, " of phase ", phase, " with ", per_pipe, " micro-batches");
       return -2;
     }
-    if (at.s == 0) return 0;
-    const double t = f_done[index(at.q, at.s - 1, i)];
-    if (t < 0 && why) *why = cat("rank ", r, " waits for stage ", at.s - 1, "'s forward of micro-batch ", i);
+    if (at.stage == 0) return 0;
+    const double t = f_done[index(at.pipe, at.stage - 1, i)];
+    if (t < 0 && why) *why = cat("rank ", r, " waits for stage ", at.stage - 1, "'s forward of micro-batch ", i);
     return t;
   };
   const auto backward_ready = [&](int64_t r, int phase, std::string* why) -> double {
-    const Slot at = slot_of(kind, P, r, phase);
+    const PipelineSlot at = pipeline_slot(kind, P, r, phase);
     const int64_t i = sim.backwards_per_phase[size_t(r)][size_t(phase)];
     if (i >= per_pipe) {
       if (why) *why = cat("rank ", r, " runs backward ", i + 1, " of phase ", phase, " with ", per_pipe, " micro-batches");
       return -2;
     }
-    const double t = at.s == stages - 1 ? f_done[index(at.q, at.s, i)] : b_done[index(at.q, at.s + 1, i)];
-    if (t < 0 && why) *why = cat("rank ", r, " waits for ", at.s == stages - 1 ? "its own forward" : "the next stage's backward",
+    const double t = at.stage == stages - 1 ? f_done[index(at.pipe, at.stage, i)] : b_done[index(at.pipe, at.stage + 1, i)];
+    if (t < 0 && why) *why = cat("rank ", r, " waits for ", at.stage == stages - 1 ? "its own forward" : "the next stage's backward",
                                  " of micro-batch ", i);
     return t;
   };
   const auto run_forward = [&](int64_t r, int phase, double end) {
-    const Slot at = slot_of(kind, P, r, phase);
-    f_done[index(at.q, at.s, sim.forwards_per_phase[size_t(r)][size_t(phase)]++)] = end;
+    const PipelineSlot at = pipeline_slot(kind, P, r, phase);
+    f_done[index(at.pipe, at.stage, sim.forwards_per_phase[size_t(r)][size_t(phase)]++)] = end;
     ++sim.forwards[size_t(r)];
   };
   const auto run_backward = [&](int64_t r, int phase, double end, bool zb) {
-    const Slot at = slot_of(kind, P, r, phase);
-    b_done[index(at.q, at.s, sim.backwards_per_phase[size_t(r)][size_t(phase)]++)] = end;
+    const PipelineSlot at = pipeline_slot(kind, P, r, phase);
+    b_done[index(at.pipe, at.stage, sim.backwards_per_phase[size_t(r)][size_t(phase)]++)] = end;
     ++sim.backwards[size_t(r)];
     if (zb) {
       ++sim.zero_bubble_backwards[size_t(r)];

@@ -41,6 +41,16 @@ struct ScheduleOps {
   std::vector<std::vector<PipelineOp>> ops;  // per rank, in order
 };
 
+// Where a rank's phase sits: stage `stage` of pipe `pipe` (DualPipe has two pipes, the others one).
+struct PipelineSlot {
+  int pipe = 0;
+  int64_t stage = 0;
+};
+PipelineSlot pipeline_slot(PipelineSchedule kind, int64_t ranks, int64_t rank, int phase);
+int64_t pipeline_rank_of(PipelineSchedule kind, int64_t ranks, int pipe, int64_t stage);
+int64_t pipeline_stages(PipelineSchedule kind, int64_t ranks);  // per pipe: P, or 2P for DualPipeV
+int pipeline_pipes(PipelineSchedule kind);
+
 // The ops of every rank; errors name the flag for impossible P / M.
 ScheduleOps build_pipeline_schedule(PipelineSchedule kind, int64_t ranks, int64_t micro_batches);
 

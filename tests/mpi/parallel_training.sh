@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
-# ZeRO-1 data parallelism under mpirun (src/dist/zero1.h) against one process, on a small MoE model with
-# an MTP module and AdamW in F32 and BF16 moments:
+# Training under mpirun: ZeRO-1 data parallelism (src/dist/zero1.h) against one process, on a small MoE
+# model with an MTP module and AdamW in F32 and BF16 moments:
 #   - DP2 and DP4 runs of 3 steps (4 micro-batches a step) write model.safetensors and
 #     optimizer.safetensors byte-identical to one process's, and the same losses and gradient norms;
 #   - a DP2 run stopped at step 2 and resumed in one process, and a one-process run stopped at step 2 and
 #     resumed under DP2, end byte-identical to the uninterrupted run;
 #   - the AdamW moments rank 0 holds shrink as 1/D (within one 64K-element chunk);
+#   - --trace writes both ranks' steps, compute and collectives as one Chrome trace;
+#   - `dsv3 schedule` runs 1F1B, DualPipe and DualPipeV on 4 ranks (sleeps for computation, real messages):
+#     every rank runs its forwards, and the measured bubble is printed;
 #   - impossible or unbuilt layouts are refused, naming the flag.
 # Ranks run with --oversubscribe and one thread each (bit equality needs the same thread count per process).
-#   bash tests/mpi/zero1_equivalence.sh BUILD_DIR SOURCE_DIR
+#   bash tests/mpi/parallel_training.sh BUILD_DIR SOURCE_DIR
 set -uo pipefail
 # shellcheck source=../cli/lib/common.sh
 source "$(dirname "$0")/../cli/lib/common.sh"
@@ -17,7 +20,7 @@ src=$(cd "$2" && pwd)
 dsv3=$BUILD_DIR/dsv3
 require_dsv3 "$dsv3"
 command -v mpirun >/dev/null || { echo "FAIL: mpirun is missing (scripts/setup.sh installs openmpi-bin)"; exit 1; }
-make_work_dir zero1_equivalence
+make_work_dir parallel_training
 failures=0
 RUN_COUNT_FAILURES=1
 # OpenMPI refuses to start as root unless told (CI containers run as root).
@@ -93,6 +96,23 @@ for rank in (0, 1):
 print(f"{len(events)} events, ranks {sorted(names.values())}")
 PY
 
+echo "== pipeline schedules on 4 ranks, sleeps for computation (dsv3 schedule)"
+for schedule in 1f1b dualpipe dualpipev; do
+  run "$schedule, 8 micro-batches" timeout 120 "${mpi[@]}" 4 "$dsv3" schedule --pp-schedule "$schedule" --micro-batches 8 \
+    --forward-ms 4 --backward-ms 8 --weight-ms 4 --trace "$WORK/$schedule.json" &&
+    cp "$WORK/log.txt" "$WORK/$schedule.out" &&
+    RUN_PRINT_LOG=1 run "$schedule: every rank ran its forwards, the bubble measured" python3 - "$WORK/$schedule.json" \
+      "$schedule" "$WORK/$schedule.out" <<'PY'
+import json, sys
+events = [e for e in json.load(open(sys.argv[1]))["traceEvents"] if e["ph"] == "X"]
+per_rank = {"1f1b": 8, "dualpipe": 8, "dualpipev": 16}[sys.argv[2]]  # forward chunks a rank runs
+for rank in range(4):
+    forwards = sum(e["name"].count("F") for e in events if e["pid"] == rank)
+    assert forwards == per_rank, (rank, forwards, per_rank)
+print(open(sys.argv[3]).read().strip().splitlines()[1])
+PY
+done
+
 echo "== checkpoints move between layouts"
 run "mpirun -np 2, stopped at step 2" "${mpi[@]}" 2 "$dsv3" "${train_args[@]}" --steps 3 --stop-at 2 --out "$WORK/dp_then_one"
 run "resumed in one process" "$dsv3" train --resume "$WORK/dp_then_one" --threads 1 --quiet &&
@@ -125,5 +145,5 @@ expect_mpi_error "DualPipe with an odd --pp" "DualPipe needs an even --pp" 3 --p
   --micro-batches 6 --grad-accum 6
 expect_mpi_error "pipeline parallelism, not built yet" "pipeline parallelism (--pp 2) is not built yet" 2 --pp 2
 
-echo "zero1_equivalence: $failures failure(s)"
+echo "parallel_training: $failures failure(s)"
 exit $((failures > 0))
