@@ -149,6 +149,26 @@ void Comm::alltoallv(const float* send, const std::vector<int64_t>& send_counts,
         "MPI_Alltoallv");
 }
 
+void Comm::alltoallv(const float* send, const std::vector<int64_t>& send_counts,
+                     const std::vector<int64_t>& send_offsets, float* recv, const std::vector<int64_t>& recv_counts,
+                     const std::vector<int64_t>& recv_offsets) const {
+  if (!distributed()) {
+    std::memcpy(recv + recv_offsets[0], send + send_offsets[0], size_t(send_counts[0]) * sizeof(float));
+    return;
+  }
+  const std::vector<int> sc = int_counts(send_counts, "alltoallv"), rc = int_counts(recv_counts, "alltoallv");
+  const std::vector<int> so = int_counts(send_offsets, "alltoallv"), ro = int_counts(recv_offsets, "alltoallv");
+  check(MPI_Alltoallv(send, sc.data(), so.data(), MPI_FLOAT, recv, rc.data(), ro.data(), MPI_FLOAT, MPI_COMM_WORLD),
+        "MPI_Alltoallv");
+}
+
+void Comm::allgatherv_in_place(float* data, const std::vector<int64_t>& counts, const std::vector<int64_t>& offsets) const {
+  if (!distributed()) return;
+  const std::vector<int> c = int_counts(counts, "allgatherv"), o = int_counts(offsets, "allgatherv");
+  check(MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, data, c.data(), o.data(), MPI_FLOAT, MPI_COMM_WORLD),
+        "MPI_Allgatherv");
+}
+
 void Comm::allreduce_sum(int64_t* values, int64_t n) const {
   if (!distributed() || n == 0) return;
   DSV3_CHECK(n <= INT_MAX, "[mpi] allreduce of ", n, " values exceeds MPI's int counts");

@@ -38,6 +38,11 @@ class Comm {
   // rank r (consecutive in recv, rank order).
   void alltoallv(const float* send, const std::vector<int64_t>& send_counts, float* recv,
                  const std::vector<int64_t>& recv_counts) const;
+  // The same with explicit offsets (in floats) of each rank's block in send and in recv.
+  void alltoallv(const float* send, const std::vector<int64_t>& send_counts, const std::vector<int64_t>& send_offsets,
+                 float* recv, const std::vector<int64_t>& recv_counts, const std::vector<int64_t>& recv_offsets) const;
+  // In place: rank r's counts[r] floats already sit at offsets[r] of `data`; every rank gets all blocks.
+  void allgatherv_in_place(float* data, const std::vector<int64_t>& counts, const std::vector<int64_t>& offsets) const;
   // Element-wise sum of integers on every rank (exact, so the order does not matter).
   void allreduce_sum(int64_t* values, int64_t n) const;
   void broadcast(double* values, int64_t n, int root) const;

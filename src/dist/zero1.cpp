@@ -21,18 +21,19 @@ void Zero1::reduce_scatter(const std::vector<const float*>& local, float* grads)
   DSV3_ZONE("zero1.reduce_scatter");
   const int64_t D = comm_.size(), k = int64_t(local.size()), mine = shard_end() - shard_begin();
   DSV3_CHECK(k >= 1, "[zero1] no micro-batch gradients to reduce");
-  std::vector<int64_t> send_counts, recv_counts;
-  send_.resize(size_t(k * total_));
-  int64_t at = 0;
+  // One all-to-all per local micro-batch, straight from its gradient (the owners' slices are consecutive
+  // runs of the arena, in rank order); rank q's j-th micro-batch lands at [q][j] of recv_.
+  std::vector<int64_t> send_counts, send_offsets;
+  std::vector<int64_t> recv_counts(static_cast<size_t>(D), mine), recv_offsets(static_cast<size_t>(D));
   for (int64_t r = 0; r < D; ++r) {
-    const int64_t len = end(r) - begin(r);
-    for (int64_t j = 0; j < k; ++j, at += len)
-      std::copy_n(local[size_t(j)] + begin(r), len, send_.data() + at);
-    send_counts.push_back(k * len);
-    recv_counts.push_back(k * mine);
+    send_counts.push_back(end(r) - begin(r));
+    send_offsets.push_back(begin(r));
   }
   recv_.resize(size_t(D * k * mine));
-  comm_.alltoallv(send_.data(), send_counts, recv_.data(), recv_counts);
+  for (int64_t j = 0; j < k; ++j) {
+    for (int64_t q = 0; q < D; ++q) recv_offsets[size_t(q)] = (q * k + j) * mine;
+    comm_.alltoallv(local[size_t(j)], send_counts, send_offsets, recv_.data(), recv_counts, recv_offsets);
+  }
   // recv_ holds [rank][micro-batch][shard]: the step's micro-batches in order. Sum them in that order.
   float* out = grads + shard_begin();
   const int64_t parts = D * k;
@@ -63,10 +64,12 @@ double Zero1::sum_of_squares(const TrainParams<float>& grads) const {
 
 void Zero1::allgather(float* params) const {
   DSV3_ZONE("zero1.allgather");
-  std::vector<int64_t> counts;
-  for (int64_t r = 0; r < comm_.size(); ++r) counts.push_back(end(r) - begin(r));
-  std::vector<float> mine(params + shard_begin(), params + shard_end());
-  comm_.allgatherv(mine.data(), counts, params);
+  std::vector<int64_t> counts, offsets;
+  for (int64_t r = 0; r < comm_.size(); ++r) {
+    counts.push_back(end(r) - begin(r));
+    offsets.push_back(begin(r));
+  }
+  comm_.allgatherv_in_place(params, counts, offsets);
 }
 
 void Zero1::save_optimizer(const AdamW& shard, std::shared_ptr<const ParamLayout> layout,

@@ -49,7 +49,7 @@ class Zero1 {
   const Comm& comm_;
   int64_t total_ = 0;
   std::vector<int64_t> bounds_;  // shard r is [bounds_[r], bounds_[r + 1])
-  std::vector<float> send_, recv_;
+  std::vector<float> recv_;
 };
 
 }  // namespace dsv3
