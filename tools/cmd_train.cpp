@@ -100,13 +100,12 @@ int run_train(const TrainArgs& args) {
   TrainArgs a = args;
   if (comm.rank() != 0) a.quiet = true;  // rank 0 reports for the launch
   a.parallel.schedule = parse_pipeline_schedule(a.pp_schedule);
-  // The layout under mpirun (layout.h); data parallelism (ZeRO-1) is what the trainer runs.
+  // The layout under mpirun (layout.h): data parallelism (ZeRO-1) with experts split over --ep ranks.
+  ParallelLayout layout;
   const auto check_layout = [&](const TrainRunOptions& o) {
-    const ParallelLayout layout = make_parallel_layout(comm.size(), comm.rank(), a.parallel, o.config, o.grad_accum);
+    layout = make_parallel_layout(comm.size(), comm.rank(), a.parallel, o.config, o.grad_accum);
     DSV3_CHECK(layout.pp == 1, "[train] pipeline parallelism (--pp ", layout.pp, ") is not built yet: this dsv3 trains "
-               "data-parallel (ZeRO-1) under mpirun; run with --pp 1");
-    DSV3_CHECK(layout.ep == 1, "[train] expert parallelism (--ep ", layout.ep, ") is not built yet: this dsv3 trains "
-               "data-parallel (ZeRO-1) under mpirun; run with --ep 1");
+               "data- and expert-parallel under mpirun; run with --pp 1");
     if (comm.distributed() && comm.rank() == 0) std::fputs(layout.describe().c_str(), stderr);
   };
   TrainerPaths paths;
@@ -137,6 +136,7 @@ int run_train(const TrainArgs& args) {
     check_layout(options);
     trainer.emplace(options, paths, a.init);
   }
+  trainer->set_layout(layout);
   if (comm.distributed() && comm.rank() == 0) {
     const double full = double(trainer->params().size()) * 2 *
                         (trainer->options().adamw.moments == MomentDtype::bf16 ? 2 : 4);
@@ -256,7 +256,7 @@ Runner add_train(CLI::App& app) {
       ->capture_default_str()->check(CLI::PositiveNumber);
   cmd->add_option("--dp", a->parallel.dp, "Under mpirun: data-parallel ranks D (default: ranks / P); ZeRO-1 "
                   "splits the optimizer state over them")->check(CLI::NonNegativeNumber);
-  cmd->add_option("--ep", a->parallel.ep, "Under mpirun: expert-parallel ranks E within each data-parallel group")
+  cmd->add_option("--ep", a->parallel.ep, "Under mpirun: split each MoE layer's routed experts over E ranks of each data-parallel group (E divides D)")
       ->capture_default_str()->check(CLI::PositiveNumber);
   cmd->add_option("--pp-schedule", a->pp_schedule, "Pipeline schedule: 1f1b, dualpipe or dualpipev")
       ->capture_default_str()->check(CLI::IsMember({"1f1b", "dualpipe", "dualpipev"}));

@@ -63,6 +63,7 @@ Comm& Comm::world() {
                ", dsv3 needs MPI_THREAD_FUNNELED");
     MPI_Comm_rank(MPI_COMM_WORLD, &c.rank_);
     MPI_Comm_size(MPI_COMM_WORLD, &c.size_);
+    c.handle_ = int64_t(MPI_Comm_c2f(MPI_COMM_WORLD));
     return c;
   }();
   return comm;
@@ -79,8 +80,25 @@ void abort_comm(int code) {
   if (g_initialised) MPI_Abort(MPI_COMM_WORLD, code);
 }
 
+namespace {
+
+MPI_Comm handle_to_mpi(int64_t handle) { return MPI_Comm_f2c(MPI_Fint(handle)); }
+
+}  // namespace
+
+Comm Comm::split(int color, int key) const {
+  if (!distributed()) return *this;
+  MPI_Comm group = MPI_COMM_NULL;
+  check(MPI_Comm_split(handle_to_mpi(handle_), color, key, &group), "MPI_Comm_split");
+  Comm c;
+  MPI_Comm_rank(group, &c.rank_);
+  MPI_Comm_size(group, &c.size_);
+  c.handle_ = int64_t(MPI_Comm_c2f(group));
+  return c;
+}
+
 void Comm::barrier() const {
-  if (distributed()) check(MPI_Barrier(MPI_COMM_WORLD), "MPI_Barrier");
+  if (distributed()) check(MPI_Barrier(handle_to_mpi(handle_)), "MPI_Barrier");
 }
 
 void Comm::allgather(const double* send, int64_t n, double* out) const {
@@ -89,7 +107,7 @@ void Comm::allgather(const double* send, int64_t n, double* out) const {
     return;
   }
   DSV3_CHECK(n <= INT_MAX, "[mpi] allgather of ", n, " values exceeds MPI's int counts");
-  check(MPI_Allgather(send, int(n), MPI_DOUBLE, out, int(n), MPI_DOUBLE, MPI_COMM_WORLD), "MPI_Allgather");
+  check(MPI_Allgather(send, int(n), MPI_DOUBLE, out, int(n), MPI_DOUBLE, handle_to_mpi(handle_)), "MPI_Allgather");
 }
 
 void Comm::allgatherv(const float* send, const std::vector<int64_t>& counts, float* out) const {
@@ -98,7 +116,7 @@ void Comm::allgatherv(const float* send, const std::vector<int64_t>& counts, flo
     return;
   }
   const std::vector<int> c = int_counts(counts, "allgatherv"), offsets = offsets_of(c);
-  check(MPI_Allgatherv(send, c[size_t(rank_)], MPI_FLOAT, out, c.data(), offsets.data(), MPI_FLOAT, MPI_COMM_WORLD),
+  check(MPI_Allgatherv(send, c[size_t(rank_)], MPI_FLOAT, out, c.data(), offsets.data(), MPI_FLOAT, handle_to_mpi(handle_)),
         "MPI_Allgatherv");
 }
 
@@ -109,7 +127,7 @@ void Comm::allgatherv(const double* send, const std::vector<int64_t>& counts, do
   }
   const std::vector<int> c = int_counts(counts, "allgatherv"), offsets = offsets_of(c);
   check(MPI_Allgatherv(send, c[size_t(rank_)], MPI_DOUBLE, out, c.data(), offsets.data(), MPI_DOUBLE,
-                       MPI_COMM_WORLD),
+                       handle_to_mpi(handle_)),
         "MPI_Allgatherv");
 }
 
@@ -122,7 +140,7 @@ void Comm::gatherv_bytes(const void* send, int64_t bytes, const std::vector<int6
   const std::vector<int> c = int_counts(counts, "gatherv"), offsets = offsets_of(c);
   DSV3_CHECK(bytes == c[size_t(rank_)], "[mpi] gatherv: rank ", rank_, " sends ", bytes, " bytes, expected ",
              c[size_t(rank_)]);
-  check(MPI_Gatherv(send, int(bytes), MPI_BYTE, recv, c.data(), offsets.data(), MPI_BYTE, root, MPI_COMM_WORLD),
+  check(MPI_Gatherv(send, int(bytes), MPI_BYTE, recv, c.data(), offsets.data(), MPI_BYTE, root, handle_to_mpi(handle_)),
         "MPI_Gatherv");
 }
 
@@ -133,7 +151,7 @@ void Comm::scatterv_bytes(const void* send, const std::vector<int64_t>& counts, 
   }
   const std::vector<int> c = int_counts(counts, "scatterv"), offsets = offsets_of(c);
   check(MPI_Scatterv(send, c.data(), offsets.data(), MPI_BYTE, recv, c[size_t(rank_)], MPI_BYTE, root,
-                     MPI_COMM_WORLD),
+                     handle_to_mpi(handle_)),
         "MPI_Scatterv");
 }
 
@@ -145,7 +163,7 @@ void Comm::alltoallv(const float* send, const std::vector<int64_t>& send_counts,
   }
   const std::vector<int> sc = int_counts(send_counts, "alltoallv"), rc = int_counts(recv_counts, "alltoallv");
   const std::vector<int> so = offsets_of(sc), ro = offsets_of(rc);
-  check(MPI_Alltoallv(send, sc.data(), so.data(), MPI_FLOAT, recv, rc.data(), ro.data(), MPI_FLOAT, MPI_COMM_WORLD),
+  check(MPI_Alltoallv(send, sc.data(), so.data(), MPI_FLOAT, recv, rc.data(), ro.data(), MPI_FLOAT, handle_to_mpi(handle_)),
         "MPI_Alltoallv");
 }
 
@@ -158,37 +176,49 @@ void Comm::alltoallv(const float* send, const std::vector<int64_t>& send_counts,
   }
   const std::vector<int> sc = int_counts(send_counts, "alltoallv"), rc = int_counts(recv_counts, "alltoallv");
   const std::vector<int> so = int_counts(send_offsets, "alltoallv"), ro = int_counts(recv_offsets, "alltoallv");
-  check(MPI_Alltoallv(send, sc.data(), so.data(), MPI_FLOAT, recv, rc.data(), ro.data(), MPI_FLOAT, MPI_COMM_WORLD),
+  check(MPI_Alltoallv(send, sc.data(), so.data(), MPI_FLOAT, recv, rc.data(), ro.data(), MPI_FLOAT, handle_to_mpi(handle_)),
+        "MPI_Alltoallv");
+}
+
+void Comm::alltoallv_bytes(const void* send, const std::vector<int64_t>& send_bytes, void* recv,
+                           const std::vector<int64_t>& recv_bytes) const {
+  if (!distributed()) {
+    std::memcpy(recv, send, size_t(send_bytes[0]));
+    return;
+  }
+  const std::vector<int> sc = int_counts(send_bytes, "alltoallv"), rc = int_counts(recv_bytes, "alltoallv");
+  const std::vector<int> so = offsets_of(sc), ro = offsets_of(rc);
+  check(MPI_Alltoallv(send, sc.data(), so.data(), MPI_BYTE, recv, rc.data(), ro.data(), MPI_BYTE, handle_to_mpi(handle_)),
         "MPI_Alltoallv");
 }
 
 void Comm::allgatherv_in_place(float* data, const std::vector<int64_t>& counts, const std::vector<int64_t>& offsets) const {
   if (!distributed()) return;
   const std::vector<int> c = int_counts(counts, "allgatherv"), o = int_counts(offsets, "allgatherv");
-  check(MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, data, c.data(), o.data(), MPI_FLOAT, MPI_COMM_WORLD),
+  check(MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, data, c.data(), o.data(), MPI_FLOAT, handle_to_mpi(handle_)),
         "MPI_Allgatherv");
 }
 
 void Comm::allreduce_sum(int64_t* values, int64_t n) const {
   if (!distributed() || n == 0) return;
   DSV3_CHECK(n <= INT_MAX, "[mpi] allreduce of ", n, " values exceeds MPI's int counts");
-  check(MPI_Allreduce(MPI_IN_PLACE, values, int(n), MPI_INT64_T, MPI_SUM, MPI_COMM_WORLD), "MPI_Allreduce");
+  check(MPI_Allreduce(MPI_IN_PLACE, values, int(n), MPI_INT64_T, MPI_SUM, handle_to_mpi(handle_)), "MPI_Allreduce");
 }
 
 void Comm::broadcast(double* values, int64_t n, int root) const {
   if (!distributed() || n == 0) return;
   DSV3_CHECK(n <= INT_MAX, "[mpi] broadcast of ", n, " values exceeds MPI's int counts");
-  check(MPI_Bcast(values, int(n), MPI_DOUBLE, root, MPI_COMM_WORLD), "MPI_Bcast");
+  check(MPI_Bcast(values, int(n), MPI_DOUBLE, root, handle_to_mpi(handle_)), "MPI_Bcast");
 }
 
 void Comm::send(const double* values, int64_t n, int peer, int tag) const {
   DSV3_CHECK(distributed() && peer != rank_ && n <= INT_MAX, "[mpi] send to rank ", peer, " of ", size_);
-  check(MPI_Send(values, int(n), MPI_DOUBLE, peer, tag, MPI_COMM_WORLD), "MPI_Send");
+  check(MPI_Send(values, int(n), MPI_DOUBLE, peer, tag, handle_to_mpi(handle_)), "MPI_Send");
 }
 
 void Comm::recv(double* values, int64_t n, int peer, int tag) const {
   DSV3_CHECK(distributed() && peer != rank_ && n <= INT_MAX, "[mpi] receive from rank ", peer, " of ", size_);
-  check(MPI_Recv(values, int(n), MPI_DOUBLE, peer, tag, MPI_COMM_WORLD, MPI_STATUS_IGNORE), "MPI_Recv");
+  check(MPI_Recv(values, int(n), MPI_DOUBLE, peer, tag, handle_to_mpi(handle_), MPI_STATUS_IGNORE), "MPI_Recv");
 }
 
 }  // namespace dsv3

@@ -22,6 +22,9 @@ class Comm {
   int rank() const { return rank_; }
   int size() const { return size_; }
   bool distributed() const { return size_ > 1; }
+  // The ranks of this group with the same color, as a group of their own ordered by key (MPI_Comm_split;
+  // every rank of this group must call it). A group of one when this group is not distributed.
+  Comm split(int color, int key) const;
 
   void barrier() const;
   // out[r·n + i] = rank r's send[i], on every rank.
@@ -41,6 +44,9 @@ class Comm {
   // The same with explicit offsets (in floats) of each rank's block in send and in recv.
   void alltoallv(const float* send, const std::vector<int64_t>& send_counts, const std::vector<int64_t>& send_offsets,
                  float* recv, const std::vector<int64_t>& recv_counts, const std::vector<int64_t>& recv_offsets) const;
+  // send_bytes[r] bytes to rank r, recv_bytes[r] from it (blocks consecutive in rank order).
+  void alltoallv_bytes(const void* send, const std::vector<int64_t>& send_bytes, void* recv,
+                       const std::vector<int64_t>& recv_bytes) const;
   // In place: rank r's counts[r] floats already sit at offsets[r] of `data`; every rank gets all blocks.
   void allgatherv_in_place(float* data, const std::vector<int64_t>& counts, const std::vector<int64_t>& offsets) const;
   // Element-wise sum of integers on every rank (exact, so the order does not matter).
@@ -53,6 +59,7 @@ class Comm {
  private:
   Comm() = default;
   int rank_ = 0, size_ = 1;
+  int64_t handle_ = 0;  // the MPI communicator as its Fortran handle (MPI_Comm_c2f), so mpi.h stays out of here
 };
 
 // True when the environment says mpirun started this process (MPI is then initialised on first use).

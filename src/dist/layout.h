@@ -6,8 +6,8 @@
 // of consecutive ranks — on one node when ranks-per-node allows — and the expert-parallel group of a
 // rank is the E consecutive data-parallel ranks around it.
 //
-// Data parallelism (ZeRO-1, zero1.h) is what the trainer runs today; pipeline and expert parallelism
-// are validated here and refused by the trainer with a message until they are built.
+// The trainer runs data parallelism (ZeRO-1, zero1.h) and expert parallelism (expert_parallel.h);
+// pipeline parallelism is validated here and refused by the trainer with a message until it is built.
 #pragma once
 
 #include <cstdint>

@@ -268,6 +268,135 @@ MlpSaved<T> expert_slice(const MoeSaved<T>& s, int64_t row0, int64_t inter) {
   return MlpSaved<T>{s.gate + row0 * inter, s.up + row0 * inter};
 }
 
+
+// ---- expert parallelism (ExpertGroup, moe_train.h) ----
+
+// Rows of this rank's expert-sorted order for each rank of the group: rank p's experts are the run
+// [p·owned, (p+1)·owned), so its rows are one block of the order, and the blocks come in rank order.
+std::vector<int64_t> rows_per_owner(const int64_t* expert_begin, int64_t ranks, int64_t owned) {
+  std::vector<int64_t> rows;
+  for (int64_t p = 0; p < ranks; ++p) rows.push_back(expert_begin[(p + 1) * owned] - expert_begin[p * owned]);
+  return rows;
+}
+
+// Rows received from each rank (MoeRemoteSaved::rows summed over the owned experts).
+std::vector<int64_t> rows_per_source(const std::vector<int64_t>& received, int64_t ranks, int64_t owned) {
+  std::vector<int64_t> rows(static_cast<size_t>(ranks), 0);
+  for (int64_t p = 0; p < ranks; ++p)
+    for (int64_t i = 0; i < owned; ++i) rows[size_t(p)] += received[size_t(p * owned + i)];
+  return rows;
+}
+
+template <typename T>
+void exchange_rows(const ExpertGroup& g, const T* send, const std::vector<int64_t>& send_rows, T* recv,
+                   const std::vector<int64_t>& recv_rows, int64_t width) {
+  std::vector<int64_t> send_bytes, recv_bytes;
+  for (int64_t r : send_rows) send_bytes.push_back(r * width * int64_t(sizeof(T)));
+  for (int64_t r : recv_rows) recv_bytes.push_back(r * width * int64_t(sizeof(T)));
+  g.alltoallv(send, send_bytes, recv, recv_bytes);
+}
+
+// Calls fn(source rank, owned expert i, first row, rows) for each run of the received rows.
+template <typename Fn>
+void for_each_received_run(const std::vector<int64_t>& received, int64_t ranks, int64_t owned, Fn&& fn) {
+  int64_t row0 = 0;
+  for (int64_t p = 0; p < ranks; ++p)
+    for (int64_t i = 0; i < owned; ++i) {
+      const int64_t rows = received[size_t(p * owned + i)];
+      fn(p, i, row0, rows);
+      row0 += rows;
+    }
+}
+
+// An expert's gradient as three consecutive matrices (gate, up, down) in a flat buffer.
+template <typename T>
+MlpParams<T> expert_view(T* base, int64_t inter, int64_t hidden) {
+  return MlpParams<T>{base, base + inter * hidden, base + 2 * inter * hidden, inter};
+}
+
+// Dispatch, the owned experts on every rank's rows, combine: ys [n·K, H] in this rank's expert-sorted
+// order, as the local loop writes it.
+template <typename T>
+void routed_forward_parallel(const ModelConfig& c, const MoeParams<T>& w, const ExpertGroup& g,
+                             const MoeSaved<T>& saved, const T* xs, const T* sorted_weight, Workspace<T>& ws, T* ys) {
+  const int64_t P = g.ranks(), me = g.rank(), E = c.n_routed_experts, owned = E / P;
+  const int64_t H = c.hidden_size, inter = c.moe_intermediate_size;
+  DSV3_CHECK(E % P == 0 && saved.remote != nullptr, "[moe] ", E, " routed experts cannot be split over ", P,
+             " expert-parallel ranks");
+  MoeRemoteSaved<T>& r = *saved.remote;
+  // The counts first: every owner learns how many rows of each of its experts each rank sends.
+  std::vector<int64_t> counts(static_cast<size_t>(E));
+  for (int64_t e = 0; e < E; ++e) counts[size_t(e)] = saved.expert_begin[e + 1] - saved.expert_begin[e];
+  r.rows.assign(size_t(P * owned), 0);
+  exchange_rows(g, counts.data(), std::vector<int64_t>(size_t(P), owned), r.rows.data(),
+                std::vector<int64_t>(size_t(P), owned), 1);
+  const std::vector<int64_t> send = rows_per_owner(saved.expert_begin, P, owned);
+  const std::vector<int64_t> recv = rows_per_source(r.rows, P, owned);
+  const int64_t R = std::accumulate(recv.begin(), recv.end(), int64_t(0));
+  r.x.resize(size_t(R * H));
+  r.weight.resize(size_t(R));
+  r.gate.resize(size_t(R * inter));
+  r.up.resize(size_t(R * inter));
+  exchange_rows(g, xs, send, r.x.data(), recv, H);
+  exchange_rows(g, sorted_weight, send, r.weight.data(), recv, 1);
+  typename Workspace<T>::Scope scope(ws);
+  T* yr = ws.take(R * H);
+  for_each_received_run(r.rows, P, owned, [&](int64_t, int64_t i, int64_t row0, int64_t rows) {
+    mlp_forward(w.experts[size_t(me * owned + i)], r.x.data() + row0 * H, rows, H, r.weight.data() + row0,
+                MlpSaved<T>{r.gate.data() + row0 * inter, r.up.data() + row0 * inter}, ws, yr + row0 * H);
+  });
+  exchange_rows(g, static_cast<const T*>(yr), recv, ys, send, H);
+}
+
+// The backward of routed_forward_parallel: gs [n·K, H] (output gradients in this rank's expert-sorted
+// order) to the owners; dxs [n·K, H] (accumulated) and d_sorted_weight [n·K] (written) back; each
+// owner's weight gradients from this rank's rows added into dw.
+template <typename T>
+void routed_backward_parallel(const ModelConfig& c, const MoeParams<T>& w, const MoeParams<T>& dw,
+                              const ExpertGroup& g, const MoeSaved<T>& saved, const T* gs, Workspace<T>& ws, T* dxs,
+                              T* d_sorted_weight) {
+  const int64_t P = g.ranks(), me = g.rank(), E = c.n_routed_experts, owned = E / P;
+  const int64_t H = c.hidden_size, inter = c.moe_intermediate_size, per_expert = 3 * inter * H;
+  MoeRemoteSaved<T>& r = *saved.remote;
+  const std::vector<int64_t> send = rows_per_owner(saved.expert_begin, P, owned);
+  const std::vector<int64_t> recv = rows_per_source(r.rows, P, owned);
+  const int64_t R = std::accumulate(recv.begin(), recv.end(), int64_t(0));
+  typename Workspace<T>::Scope scope(ws);
+  T* gr = ws.take(R * H);
+  T* dxr = ws.take(R * H);
+  T* dwr = ws.take(R);
+  exchange_rows(g, gs, send, gr, recv, H);
+  std::fill(dxr, dxr + R * H, T(0));
+  // Weight gradients of the other ranks' rows, [rank][owned expert][gate, up, down], zero as their own
+  // arenas are (this rank's own rows accumulate into dw directly).
+  T* theirs = ws.take(P * owned * per_expert);
+  std::fill(theirs, theirs + P * owned * per_expert, T(0));
+  for_each_received_run(r.rows, P, owned, [&](int64_t p, int64_t i, int64_t row0, int64_t rows) {
+    const size_t e = size_t(me * owned + i);
+    const MlpParams<T> d = p == me ? dw.experts[e] : expert_view(theirs + (p * owned + i) * per_expert, inter, H);
+    mlp_backward(w.experts[e], d, r.x.data() + row0 * H, rows, H, r.weight.data() + row0,
+                 MlpSaved<T>{r.gate.data() + row0 * inter, r.up.data() + row0 * inter},
+                 gr + row0 * H, ws, dxr + row0 * H, dwr + row0);
+  });
+  exchange_rows(g, static_cast<const T*>(dxr), recv, dxs, send, H);
+  exchange_rows(g, static_cast<const T*>(dwr), recv, d_sorted_weight, send, 1);
+  // Every rank's weight gradients for its experts from this rank's rows (its own block is not used).
+  T* mine = ws.take(P * owned * per_expert);
+  const std::vector<int64_t> blocks(static_cast<size_t>(P), owned * per_expert);
+  exchange_rows(g, static_cast<const T*>(theirs), blocks, mine, blocks, 1);
+  for (int64_t q = 0; q < P; ++q) {
+    if (q == me) continue;
+    for (int64_t i = 0; i < owned; ++i) {
+      const MlpParams<T>& d = dw.experts[size_t(q * owned + i)];
+      const T* from = mine + (q * owned + i) * per_expert;
+      for (T* to : {d.gate_proj, d.up_proj, d.down_proj}) {
+        for (int64_t j = 0; j < inter * H; ++j) to[j] += from[j];
+        from += inter * H;
+      }
+    }
+  }
+}
+
 }  // namespace
 
 template <typename T>
@@ -294,10 +423,14 @@ double moe_forward(const ModelConfig& c, const MoeParams<T>& w, const SeqShape& 
   T* sorted_weight = ws.take(n * k);
   gather_rows(x, H, saved.slot_row, n * k, k, xs);
   for (int64_t i = 0; i < n * k; ++i) sorted_weight[saved.slot_row[i]] = saved.weights[i];
-  for (int64_t e = 0; e < E; ++e) {
-    const int64_t r0 = saved.expert_begin[e], rows = saved.expert_begin[e + 1] - r0;
-    mlp_forward(w.experts[size_t(e)], xs + r0 * H, rows, H, sorted_weight + r0, expert_slice(saved, r0, inter), ws,
-                ys + r0 * H);
+  if (options.expert_group) {
+    routed_forward_parallel(c, w, *options.expert_group, saved, xs, sorted_weight, ws, ys);
+  } else {
+    for (int64_t e = 0; e < E; ++e) {
+      const int64_t r0 = saved.expert_begin[e], rows = saved.expert_begin[e + 1] - r0;
+      mlp_forward(w.experts[size_t(e)], xs + r0 * H, rows, H, sorted_weight + r0, expert_slice(saved, r0, inter), ws,
+                  ys + r0 * H);
+    }
   }
   if (w.has_shared) {
     mlp_forward(w.shared, x, n, H, static_cast<const T*>(nullptr), saved.shared, ws, out);
@@ -328,14 +461,18 @@ void moe_backward(const ModelConfig& c, const MoeParams<T>& w, const MoeParams<T
   T* dxs = ws.take(n * k * H);
   T* sorted_weight = ws.take(n * k);
   T* d_sorted_weight = ws.take(n * k);
-  gather_rows(x, H, saved.slot_row, n * k, k, xs);
+  if (!options.expert_group) gather_rows(x, H, saved.slot_row, n * k, k, xs);  // the owners keep their rows
   gather_rows(dout, H, saved.slot_row, n * k, k, gs);
   for (int64_t i = 0; i < n * k; ++i) sorted_weight[saved.slot_row[i]] = saved.weights[i];
   std::fill(dxs, dxs + n * k * H, T(0));
-  for (int64_t e = 0; e < E; ++e) {
-    const int64_t r0 = saved.expert_begin[e], rows = saved.expert_begin[e + 1] - r0;
-    mlp_backward(w.experts[size_t(e)], dw.experts[size_t(e)], xs + r0 * H, rows, H, sorted_weight + r0,
-                 expert_slice(saved, r0, inter), gs + r0 * H, ws, dxs + r0 * H, d_sorted_weight + r0);
+  if (options.expert_group) {
+    routed_backward_parallel(c, w, dw, *options.expert_group, saved, gs, ws, dxs, d_sorted_weight);
+  } else {
+    for (int64_t e = 0; e < E; ++e) {
+      const int64_t r0 = saved.expert_begin[e], rows = saved.expert_begin[e + 1] - r0;
+      mlp_backward(w.experts[size_t(e)], dw.experts[size_t(e)], xs + r0 * H, rows, H, sorted_weight + r0,
+                   expert_slice(saved, r0, inter), gs + r0 * H, ws, dxs + r0 * H, d_sorted_weight + r0);
+    }
   }
   combine_rows(dxs, H, saved.slot_row, n, k, /*accumulate=*/true, dx);
 

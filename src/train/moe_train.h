@@ -24,6 +24,7 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 #include "model/config.h"
 #include "train/mlp_train.h"
@@ -34,6 +35,36 @@ namespace dsv3 {
 
 enum class BalanceLoss { none, sequence, batch };
 
+// Expert parallelism (SPEC.md §4): the routed experts of every MoE layer split over the ranks() ranks of
+// a group in contiguous runs — rank p owns experts [p·E/ranks, (p+1)·E/ranks) — while every rank routes
+// its own tokens. The MoE layer sends each owner the rows routed to its experts (dispatch), the owners
+// run them and send the outputs back (combine), and each rank adds them up per token in slot order, as
+// one process does. The owner runs each source rank's rows of an expert as a GEMM of their own, exactly
+// the rows one process runs for that micro-batch, so the outputs are bit-equal to it. Backward is the
+// mirror image: combine's backward sends the output gradients to the owners, dispatch's backward brings
+// the input gradients home; the owner's weight gradient from each source's rows goes back to that source
+// (the rank whose micro-batch it belongs to), so a rank's gradient arena is its micro-batch's whole
+// gradient, as one process computes it. The group's transport is dist/expert_parallel.h (MPI).
+class ExpertGroup {
+ public:
+  virtual ~ExpertGroup() = default;
+  virtual int64_t ranks() const = 0;
+  virtual int64_t rank() const = 0;
+  // send_bytes[p] bytes to rank p, recv_bytes[p] from it (blocks consecutive in rank order); every rank
+  // of the group calls it, also with nothing to send.
+  virtual void alltoallv(const void* send, const std::vector<int64_t>& send_bytes, void* recv,
+                         const std::vector<int64_t>& recv_bytes) const = 0;
+};
+
+// What an expert-parallel rank keeps between a MoE layer's forward and backward about the rows the
+// group's ranks (itself included) sent to its experts.
+template <typename T>
+struct MoeRemoteSaved {
+  std::vector<int64_t> rows;           // [ranks, owned experts]: rows from rank p for its i-th owned expert
+  std::vector<T> x, weight, gate, up;  // those rows in (rank, expert) order, their routing weights and
+                                       // SwiGLU inputs ([rows, H], [rows], [rows, moe_inter] ×2)
+};
+
 struct MoeOptions {
   BalanceLoss balance = BalanceLoss::none;
   double balance_alpha = 1e-4;  // α (TR §4.2: 0.0001)
@@ -42,6 +73,7 @@ struct MoeOptions {
   // one batch then send every token to the same experts, so they can be compared even where rounding
   // differences move a router score across a near-tie (a random-init router has many).
   bool replay_routing = false;
+  const ExpertGroup* expert_group = nullptr;  // expert parallelism (null: every expert runs here)
 };
 
 template <typename T>
@@ -54,6 +86,7 @@ struct MoeSaved {
   T* gate = nullptr;                // [n·K, moe_inter] expert-sorted SwiGLU inputs
   T* up = nullptr;                  // [n·K, moe_inter]
   MlpSaved<T> shared;               // [n, n_shared·moe_inter] each (when there are shared experts)
+  MoeRemoteSaved<T>* remote = nullptr;  // under expert parallelism (then gate/up above are unused)
 };
 
 // ---- router pieces (public for the tests) ----

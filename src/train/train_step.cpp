@@ -162,6 +162,10 @@ TrainActivations<T>::TrainActivations(const ModelConfig& config, int64_t batch, 
   integers_.assign(size_t(count.n_integers()), 0);
   Carver<T> assign(values_.data(), integers_.data());
   carve_all(*this, assign);
+  for (BlockSaved<T>& block : layers)
+    if (block.moe.scores) block.moe.remote = &moe_remote_.emplace_back();
+  for (Mtp& m : mtp)
+    if (m.block.moe.scores) m.block.moe.remote = &moe_remote_.emplace_back();
 }
 
 template <typename T>

@@ -21,6 +21,7 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <vector>
 
@@ -95,6 +96,7 @@ class TrainActivations {
   SeqShape shape_;
   std::vector<T> values_;
   std::vector<int64_t> integers_;  // int32 and int64 arrays, 8-byte aligned
+  std::deque<MoeRemoteSaved<T>> moe_remote_;  // one per MoE block, sized by the rows that arrive (expert parallelism)
 };
 
 // Forward pass and loss; stores the activations. tokens: [batch, seq + 1] as the activations were

@@ -14,6 +14,7 @@
 #include "core/parallel.h"
 #include "core/trace.h"
 #include "dist/comm.h"
+#include "dist/expert_parallel.h"
 #include "dist/zero1.h"
 #include "train/token_shards.h"
 
@@ -244,6 +245,7 @@ struct Trainer::Impl {
   // step's micro-batches and keeps the optimizer state of its shard of the arena only.
   const Comm& comm;
   std::unique_ptr<Zero1> zero;
+  std::unique_ptr<MpiExpertGroup> experts;  // expert parallelism (set_layout with --ep > 1)
   AdamW optimizer;
   TrainActivations<float> acts;
   std::vector<TrainParams<float>> micro_grads;  // more micro-batches' gradients, each summed separately
@@ -467,7 +469,8 @@ void add_stats(StepRecord& r, const double* v, size_t mtp_depth, double w, int64
 // runs micro-batches [r·A/D, (r+1)·A/D)), so a data-parallel run takes the same steps bit for bit.
 OptimizerStepStats Trainer::train_one_step(Impl& s, double lr, std::vector<int32_t>& tokens, StepRecord& r) {
   const TrainRunOptions& o = s.options;
-  const TrainOptions step_options = o.step_options();
+  TrainOptions step_options = o.step_options();
+  step_options.moe.expert_group = s.experts.get();
   const int64_t B = o.batch_size, S = o.seq_len, A = o.grad_accum;
   const int64_t D = s.comm.size(), k = A / D, first = s.comm.rank() * k;
   const size_t buffers = size_t(D == 1 ? std::min<int64_t>(A - 1, 1) : k - 1);
@@ -566,6 +569,14 @@ void Trainer::write_trace(Impl& s) {
     names.push_back(D > 1 ? cat("rank ", r) : "dsv3 train");
   }
   write_chrome_trace(s.paths.trace_path, events, names);
+}
+
+void Trainer::set_layout(const ParallelLayout& layout) {
+  Impl& s = *impl_;
+  DSV3_CHECK(layout.world == s.comm.size() && layout.rank == s.comm.rank(), "[train] the layout is for rank ",
+             layout.rank, " of ", layout.world, ", this is rank ", s.comm.rank(), " of ", s.comm.size());
+  DSV3_CHECK(layout.pp == 1, "[train] the trainer runs one pipeline stage, the layout has ", layout.pp);
+  s.experts = layout.ep > 1 ? std::make_unique<MpiExpertGroup>(s.comm, layout, &s.trace) : nullptr;
 }
 
 size_t Trainer::optimizer_state_bytes() const {

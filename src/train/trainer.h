@@ -24,6 +24,7 @@
 
 #include <nlohmann/json_fwd.hpp>
 
+#include "dist/layout.h"
 #include "model/config.h"
 #include "train/optimizer.h"
 #include "train/train_step.h"
@@ -112,6 +113,11 @@ class Trainer {
   // Moves the end of the run (a resumed run may be extended; the LR schedule stays as saved, so steps
   // past its decay run at the final rate).
   void set_steps(int64_t steps);
+
+  // Under mpirun: the launch's layout (dist/layout.h), which every rank sets before run(). Data
+  // parallelism (ZeRO-1) over the whole launch is there from construction; an --ep above 1 splits each
+  // MoE layer's routed experts over the expert-parallel groups. Pipeline stages are not built: --pp must be 1.
+  void set_layout(const ParallelLayout& layout);
 
   // Runs until options().steps or until `stop` becomes true (checked between steps); saves the
   // checkpoint at save_every and at the end (or on stop). on_step is called after every step.

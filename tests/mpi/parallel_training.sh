@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
-# Training under mpirun: ZeRO-1 data parallelism (src/dist/zero1.h) against one process, on a small MoE
-# model with an MTP module and AdamW in F32 and BF16 moments:
+# Training under mpirun: ZeRO-1 data parallelism (src/dist/zero1.h) and expert parallelism
+# (src/dist/expert_parallel.h) against one process, on a small MoE model (8 routed experts, an MTP module
+# with its own MoE layer) and AdamW in F32 and BF16 moments:
 #   - DP2 and DP4 runs of 3 steps (4 micro-batches a step) write model.safetensors and
 #     optimizer.safetensors byte-identical to one process's, and the same losses and gradient norms;
+#   - so do DP2/EP2, DP4/EP4 and DP4/EP2 (experts split over 2 or 4 ranks, tokens dispatched to them),
+#     and DP2/EP2 with FP8 GEMMs (the default is bf16);
 #   - a DP2 run stopped at step 2 and resumed in one process, and a one-process run stopped at step 2 and
 #     resumed under DP2, end byte-identical to the uninterrupted run;
 #   - the AdamW moments rank 0 holds shrink as 1/D (within one 64K-element chunk);
-#   - --trace writes both ranks' steps, compute and collectives as one Chrome trace;
+#   - --trace writes both ranks' steps, compute and collectives (the experts' all-to-alls too) as one
+#     Chrome trace;
 #   - `dsv3 schedule` runs 1F1B, DualPipe and DualPipeV on 4 ranks (sleeps for computation, real messages):
 #     every rank runs its forwards, and the measured bubble is printed;
 #   - impossible or unbuilt layouts are refused, naming the flag.
@@ -78,8 +82,20 @@ for moments in f32 bf16; do
   done
 done
 
+echo "== expert parallelism"
+for layout in "2 2" "4 4" "4 2"; do
+  read -r np ep <<<"$layout"
+  run "mpirun -np $np --ep $ep, 3 steps" "${mpi[@]}" "$np" "$dsv3" "${train_args[@]}" --ep "$ep" --steps 3 \
+    --out "$WORK/dp${np}_ep$ep" &&
+    same "DP$np/EP$ep equals one process" "$WORK/one_f32" "$WORK/dp${np}_ep$ep"
+done
+run "one process, FP8 GEMMs" "$dsv3" "${train_args[@]}" --precision fp8 --steps 3 --out "$WORK/one_fp8"
+run "mpirun -np 2 --ep 2, FP8 GEMMs" "${mpi[@]}" 2 "$dsv3" "${train_args[@]}" --ep 2 --precision fp8 --steps 3 \
+  --out "$WORK/dp2_ep2_fp8" &&
+  same "DP2/EP2 with FP8 GEMMs equals one process" "$WORK/one_fp8" "$WORK/dp2_ep2_fp8"
+
 echo "== --trace"
-run "mpirun -np 2 --trace" "${mpi[@]}" 2 "$dsv3" "${train_args[@]}" --steps 2 --out "$WORK/traced" \
+run "mpirun -np 2 --ep 2 --trace" "${mpi[@]}" 2 "$dsv3" "${train_args[@]}" --ep 2 --steps 2 --out "$WORK/traced" \
   --trace "$WORK/trace.json" &&
   RUN_PRINT_LOG=1 run "the timeline has both ranks' steps, compute and collectives" python3 - "$WORK/trace.json" <<'PY'
 import json, sys
@@ -89,7 +105,8 @@ assert names == {0: "rank 0", 1: "rank 1"}, names
 for rank in (0, 1):
     spans = [e for e in events if e["ph"] == "X" and e["pid"] == rank]
     kinds = {e["name"].split(",")[0] for e in spans}
-    for needed in ("step 1", "step 2", "forward+backward", "reduce-scatter gradients", "all-gather weights", "adamw (shard)"):
+    for needed in ("step 1", "step 2", "forward+backward", "expert all-to-all", "reduce-scatter gradients",
+                   "all-gather weights", "adamw (shard)"):
         assert needed in kinds, (rank, needed, sorted(kinds))
     assert sum(e["name"].startswith("forward+backward") for e in spans) == 4, "2 steps x 2 micro-batches per rank"
     assert all(e["dur"] >= 0 and e["ts"] >= 0 for e in spans)
