@@ -7,6 +7,8 @@
 #include <cstring>
 #include <numeric>
 
+#include <nlohmann/json.hpp>
+
 #include "core/error.h"
 
 namespace dsv3 {
@@ -219,6 +221,29 @@ void Comm::send(const double* values, int64_t n, int peer, int tag) const {
 void Comm::recv(double* values, int64_t n, int peer, int tag) const {
   DSV3_CHECK(distributed() && peer != rank_ && n <= INT_MAX, "[mpi] receive from rank ", peer, " of ", size_);
   check(MPI_Recv(values, int(n), MPI_DOUBLE, peer, tag, handle_to_mpi(handle_), MPI_STATUS_IGNORE), "MPI_Recv");
+}
+
+std::vector<TraceEvent> gather_trace_events(const Comm& comm, const std::vector<TraceEvent>& mine) {
+  nlohmann::json list = nlohmann::json::array();
+  for (const TraceEvent& e : mine) list.push_back({e.name, e.category, e.start_us, e.duration_us});
+  const std::string text = list.dump();
+  const double length = double(text.size());
+  std::vector<double> lengths(static_cast<size_t>(comm.size()));
+  comm.allgather(&length, 1, lengths.data());
+  std::vector<int64_t> counts;
+  int64_t total = 0;
+  for (double l : lengths) total += counts.emplace_back(int64_t(l));
+  std::string all(size_t(total), '\0');
+  comm.gatherv_bytes(text.data(), int64_t(text.size()), counts, all.data(), 0);
+  std::vector<TraceEvent> events;
+  if (comm.rank() != 0) return events;
+  int64_t at = 0;
+  for (int64_t r = 0; r < comm.size(); ++r) {
+    for (const nlohmann::json& e : nlohmann::json::parse(all.substr(size_t(at), size_t(counts[size_t(r)]))))
+      events.push_back({e[0].get<std::string>(), e[1].get<std::string>(), e[2].get<double>(), e[3].get<double>(), r, 0});
+    at += counts[size_t(r)];
+  }
+  return events;
 }
 
 }  // namespace dsv3

@@ -12,6 +12,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "core/trace.h"
+
 namespace dsv3 {
 
 class Comm {
@@ -61,6 +63,10 @@ class Comm {
   int rank_ = 0, size_ = 1;
   int64_t handle_ = 0;  // the MPI communicator as its Fortran handle (MPI_Comm_c2f), so mpi.h stays out of here
 };
+
+// Every rank's trace events on rank 0, in rank order, each with `process` set to its rank; empty on
+// the other ranks. Every rank of the group calls it.
+std::vector<TraceEvent> gather_trace_events(const Comm& comm, const std::vector<TraceEvent>& mine);
 
 // True when the environment says mpirun started this process (MPI is then initialised on first use).
 bool launched_by_mpirun();

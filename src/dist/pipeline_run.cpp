@@ -100,7 +100,7 @@ PipelineRun run_pipeline_with_sleeps(const Comm& comm, const ScheduleOps& sched,
     }
   }
   const double end_ms = trace.now_us() / 1e3;
-  // Rank 0 collects each rank's end, busy time and spans (name + start + duration, as gathered bytes).
+  // Rank 0 collects each rank's end, busy time and spans.
   const double mine[2] = {end_ms, busy};
   std::vector<double> all(size_t(2 * P));
   comm.allgather(mine, 2, all.data());
@@ -109,30 +109,7 @@ PipelineRun run_pipeline_with_sleeps(const Comm& comm, const ScheduleOps& sched,
     run.makespan_ms = std::max(run.makespan_ms, all[size_t(2 * q)]);
     run.busy_ms.push_back(all[size_t(2 * q + 1)]);
   }
-  std::string text;
-  for (const TraceEvent& e : trace.events()) text += cat(e.category, '\t', e.name, '\t', e.start_us, '\t', e.duration_us, '\n');
-  const double length = double(text.size());
-  std::vector<double> lengths(static_cast<size_t>(P));
-  comm.allgather(&length, 1, lengths.data());
-  std::vector<int64_t> counts;
-  int64_t total = 0;
-  for (double l : lengths) total += counts.emplace_back(int64_t(l));
-  std::string gathered(size_t(total), '\0');
-  comm.gatherv_bytes(text.data(), int64_t(text.size()), counts, gathered.data(), 0);
-  if (r != 0) return run;
-  int64_t at = 0;
-  for (int64_t q = 0; q < P; ++q) {
-    std::string_view part(gathered.data() + at, size_t(counts[size_t(q)]));
-    at += counts[size_t(q)];
-    while (!part.empty()) {
-      const size_t end = part.find('\n');
-      const std::string line(part.substr(0, end));
-      part.remove_prefix(end + 1);
-      const size_t a = line.find('\t'), b = line.find('\t', a + 1), c = line.find('\t', b + 1);
-      run.timeline.push_back({line.substr(a + 1, b - a - 1), line.substr(0, a), std::stod(line.substr(b + 1, c - b - 1)),
-                              std::stod(line.substr(c + 1)), q, 0});
-    }
-  }
+  run.timeline = gather_trace_events(comm, trace.events());
   return run;
 }
 

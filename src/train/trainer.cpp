@@ -546,28 +546,10 @@ OptimizerStepStats Trainer::train_one_step(Impl& s, double lr, std::vector<int32
 
 // Rank 0 writes every rank's spans as one timeline, a process per rank.
 void Trainer::write_trace(Impl& s) {
-  json list = json::array();
-  for (const TraceEvent& e : s.trace.events()) list.push_back({e.name, e.category, e.start_us, e.duration_us});
-  const std::string mine = list.dump();
-  const int64_t D = s.comm.size();
-  const double length = double(mine.size());
-  std::vector<double> lengths(static_cast<size_t>(D));
-  s.comm.allgather(&length, 1, lengths.data());
-  std::vector<int64_t> counts;
-  int64_t total = 0;
-  for (double l : lengths) total += counts.emplace_back(int64_t(l));
-  std::string all(size_t(total), '\0');
-  s.comm.gatherv_bytes(mine.data(), int64_t(mine.size()), counts, all.data(), 0);
+  const std::vector<TraceEvent> events = gather_trace_events(s.comm, s.trace.events());
   if (!s.writes_files()) return;
-  std::vector<TraceEvent> events;
   std::vector<std::string> names;
-  int64_t at = 0;
-  for (int64_t r = 0; r < D; ++r) {
-    for (const json& e : json::parse(all.substr(size_t(at), size_t(counts[size_t(r)]))))
-      events.push_back({e[0].get<std::string>(), e[1].get<std::string>(), e[2].get<double>(), e[3].get<double>(), r, 0});
-    at += counts[size_t(r)];
-    names.push_back(D > 1 ? cat("rank ", r) : "dsv3 train");
-  }
+  for (int64_t r = 0; r < s.comm.size(); ++r) names.push_back(s.comm.distributed() ? cat("rank ", r) : "dsv3 train");
   write_chrome_trace(s.paths.trace_path, events, names);
 }
 
