@@ -149,6 +149,8 @@ void TrainRunOptions::validate() const {
   DSV3_CHECK(mtp_lambda >= 0, "[train] MTP loss weight lambda must be >= 0, got ", mtp_lambda);
   DSV3_CHECK(eval_every >= 0 && eval_sequences >= 1 && save_every >= 0,
              "[train] eval-every and save-every must be >= 0 and eval-sequences >= 1");
+  DSV3_CHECK(eval_sequences >= batch_size, "[train] --eval-sequences ", eval_sequences, " is fewer than one batch of ",
+             batch_size, " sequences: evaluation runs whole batches, so give at least ", batch_size);
   if (balance == BalanceMode::aux_free && bias_gamma > 0)
     DSV3_CHECK(config.topk_method == TopkMethod::noaux_tc, "[train] auxiliary-loss-free balancing updates the "
                "routers' correction bias, which only exists with topk_method noaux_tc; use --balance aux-loss or none");

@@ -89,6 +89,9 @@ expect_error "an --out holding a run is refused" "--resume" "${train[@]}" --step
 expect_error "missing shards are named" "manifest.json" "$dsv3" train --config "$WORK/config.json" \
   --data "$WORK/nothing" --steps 2 --out "$WORK/x"
 expect_error "resume needs a checkpoint" "not a checkpoint written by dsv3 train" "$dsv3" train --resume "$WORK/shards"
+expect_error "fewer eval sequences than a batch are refused before training" "--eval-sequences 2 is fewer than one batch" \
+  "$dsv3" train --config "$WORK/config.json" --data "$WORK/shards" --batch-size 4 --eval-sequences 2 --steps 2 \
+  --out "$WORK/few_eval"
 
 echo "train_smoke: $failures failure(s)"
 exit $((failures > 0))
