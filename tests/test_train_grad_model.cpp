@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <memory>
 #include <random>
 #include <vector>
 
@@ -314,6 +315,62 @@ TEST(TrainGradDeterminism, StepIsBitReproducible) {
   float largest = 0;
   for (int64_t i = 0; i < g2.size(); ++i) largest = std::max(largest, std::fabs(g2.data()[i]));
   for (int64_t i = 0; i < g1.size(); ++i) ASSERT_NEAR(g1.data()[i], 2 * g2.data()[i], 1e-5f * largest) << i;
+}
+
+// A pipeline's parts (each with its own activations and gradient arena, as on its own rank) give the
+// whole step's loss and, summed, its gradients bit for bit: every parameter belongs to one part, and the
+// MTP embedding rows the last part hands the first are added where one process adds them.
+TEST(TrainGradParts, PipelinePartsEqualTheWholeStep) {
+  ModelConfig c = testing::tiny_v3_config();
+  c.num_hidden_layers = 4;
+  c.num_nextn_predict_layers = 2;
+  TrainParams<float> params(c);
+  randomize(params, 23, 0.02);
+  TrainOptions o;
+  o.moe.balance = BalanceLoss::sequence;
+  o.moe.balance_alpha = 0.01;
+  const int64_t B = 2, S = 12, H = c.hidden_size, depth = 2;
+  const std::vector<int32_t> tokens = random_tokens(B * (S + 1), c.vocab_size, 24);
+  TrainActivations<float> whole_acts(c, B, S, depth);
+  TrainParams<float> whole(params.layout_ptr());
+  const StepStats expected = train_forward_backward(params, whole, whole_acts, tokens.data(), o);
+
+  for (const std::vector<int64_t>& cuts : {std::vector<int64_t>{0, 2, 4}, std::vector<int64_t>{0, 1, 3, 4}}) {
+    const size_t n = cuts.size() - 1;
+    std::vector<std::unique_ptr<TrainActivations<float>>> acts;
+    std::vector<TrainParams<float>> grads;
+    for (size_t i = 0; i < n; ++i) {
+      acts.push_back(std::make_unique<TrainActivations<float>>(c, B, S, depth));
+      grads.emplace_back(params.layout_ptr());
+    }
+    std::vector<float> x(size_t(B * S * H)), next(x.size());
+    std::vector<float> demb(size_t(mtp_embedding_rows(B, S, depth) * H));
+    double balance = 0;
+    StepStats stats;
+    std::vector<std::vector<int64_t>> loads;
+    for (size_t i = 0; i < n; ++i) {
+      const ModelPart part{cuts[i], cuts[i + 1]};
+      stats = train_part_forward(params, grads[i], *acts[i], tokens.data(), o, part, x.data(), balance, next.data());
+      balance = stats.balance_loss;
+      loads.insert(loads.end(), stats.expert_load.begin(), stats.expert_load.end());
+      std::swap(x, next);
+    }
+    for (size_t i = n; i-- > 0;) {
+      const ModelPart part{cuts[i], cuts[i + 1]};
+      train_part_backward(params, grads[i], *acts[i], o, part, x.data(), next.data(), demb.data());
+      std::swap(x, next);
+    }
+    EXPECT_EQ(stats.loss, expected.loss);
+    EXPECT_EQ(stats.main_loss, expected.main_loss);
+    EXPECT_EQ(stats.mtp_loss, expected.mtp_loss);
+    EXPECT_EQ(stats.balance_loss, expected.balance_loss);
+    EXPECT_EQ(loads, expected.expert_load);
+    TrainParams<float> sum(params.layout_ptr());
+    for (const TrainParams<float>& g : grads)
+      for (int64_t j = 0; j < sum.size(); ++j) sum.data()[j] = sum.data()[j] + g.data()[j];
+    EXPECT_EQ(std::memcmp(sum.data(), whole.data(), size_t(sum.size()) * sizeof(float)), 0) << cuts.size() - 1
+                                                                                            << " parts";
+  }
 }
 
 TEST(TrainGradDeterminism, RejectsBadInputs) {

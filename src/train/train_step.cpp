@@ -208,10 +208,11 @@ void add_loads(const ModelConfig& c, int64_t layer, const BlockSaved<T>& s, Step
   stats.expert_load.push_back(std::move(load));
 }
 
+// Checks, the step's weights in the GEMMs' precision, and the inputs and targets of the main model and
+// of every MTP module (each part of a pipeline fills them from the same tokens).
 template <typename T>
-StepStats run_step(TrainParams<T>& params, TrainParams<T>* grads, TrainActivations<T>& a, const int32_t* tokens,
-                   const TrainOptions& o, T* logits) {
-  DSV3_ZONE("step");
+void prepare_part(TrainParams<T>& params, TrainParams<T>* grads, TrainActivations<T>& a, const int32_t* tokens,
+                  const TrainOptions& o, const ModelPart& part) {
   const ModelConfig& c = params.config();
   const ModelConfig& ac = a.config();
   DSV3_CHECK(ac.hidden_size == c.hidden_size && ac.num_hidden_layers == c.num_hidden_layers &&
@@ -221,13 +222,11 @@ StepStats run_step(TrainParams<T>& params, TrainParams<T>* grads, TrainActivatio
   DSV3_CHECK(D == a.mtp_depth(), "[train] activations sized for MTP depth ", a.mtp_depth(), ", options ask for ", D);
   DSV3_CHECK(grads == nullptr || grads->size() == params.size(), "[train] gradients have another layout");
   DSV3_CHECK(tokens != nullptr, "[train] no tokens");
-  const SeqShape shape = a.shape();
-  const int64_t B = shape.batch, S = shape.seq, rows = shape.rows(), H = c.hidden_size, V = c.vocab_size;
-  const int64_t L = c.num_hidden_layers;
-  const double eps = c.rms_norm_eps;
+  DSV3_CHECK(part.first_layer >= 0 && part.first_layer < part.end_layer && part.end_layer <= c.num_hidden_layers,
+             "[train] model part [", part.first_layer, ", ", part.end_layer, ") outside the ", c.num_hidden_layers,
+             " layers");
   Workspace<T>& ws = a.ws;
   ws.set_precision(o.precision);
-  typename Workspace<T>::Scope scope(ws);
   ws.set_bf16_weights(nullptr, 0, nullptr);
   if constexpr (std::is_same_v<T, float>) {
     if (o.precision != ComputePrecision::f32) {  // weights are rounded once per step, not at every GEMM
@@ -245,25 +244,58 @@ StepStats run_step(TrainParams<T>& params, TrainParams<T>* grads, TrainActivatio
       ws.set_fp8_weights(a.fp8_weights.get());
     }
   }
-
-  ModelParams<T> P = model_params(params);
-  ModelParams<T> G;
-  if (grads) G = model_params(*grads);
-
+  const SeqShape shape = a.shape();
+  const int64_t B = shape.batch, S = shape.seq;
   for (int64_t b = 0; b < B; ++b)
     for (int64_t t = 0; t < S; ++t) {
       a.inputs[b * S + t] = tokens[b * (S + 1) + t];
       a.targets[b * S + t] = tokens[b * (S + 1) + t + 1];
     }
+  for (int64_t k = 0; k < D; ++k) {
+    typename TrainActivations<T>::Mtp& m = a.mtp[size_t(k)];
+    const int64_t Sk = m.shape.seq;
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t t = 0; t < Sk; ++t) {
+        m.inputs[b * Sk + t] = tokens[b * (S + 1) + t + 1 + k];
+        m.targets[b * Sk + t] = tokens[b * (S + 1) + t + 2 + k];
+      }
+  }
+}
+
+template <typename T>
+StepStats part_forward(TrainParams<T>& params, TrainParams<T>* grads, TrainActivations<T>& a, const int32_t* tokens,
+                       const TrainOptions& o, const ModelPart& part, const T* x_in, double balance_in, T* x_out,
+                       T* logits) {
+  DSV3_ZONE("step.forward");
+  prepare_part(params, grads, a, tokens, o, part);
+  const ModelConfig& c = params.config();
+  const int64_t D = a.mtp_depth();
+  const SeqShape shape = a.shape();
+  const int64_t B = shape.batch, S = shape.seq, rows = shape.rows(), H = c.hidden_size, V = c.vocab_size;
+  const int64_t L = c.num_hidden_layers;
+  const double eps = c.rms_norm_eps;
+  Workspace<T>& ws = a.ws;
+  typename Workspace<T>::Scope scope(ws);
+  ModelParams<T> P = model_params(params);
+  ModelParams<T> G;
+  if (grads) G = model_params(*grads);
 
   StepStats stats;
   stats.tokens = rows;
+  stats.balance_loss = balance_in;
   const AttentionContext ctx{shape, &a.rope, attention_softmax_scale(c)};
-  embedding_forward(P.embed_tokens, V, H, a.inputs, rows, a.x[0]);
-  for (int64_t l = 0; l < L; ++l) {
+  if (part.first())
+    embedding_forward(P.embed_tokens, V, H, a.inputs, rows, a.x[0]);
+  else
+    std::copy(x_in, x_in + rows * H, a.x[size_t(part.first_layer)]);
+  for (int64_t l = part.first_layer; l < part.end_layer; ++l) {
     stats.balance_loss += block_forward(c, P.layers[size_t(l)], ctx, o.moe, a.x[size_t(l)], a.layers[size_t(l)], ws,
                                         a.x[size_t(l + 1)]);
     add_loads(c, l, a.layers[size_t(l)], stats);
+  }
+  if (!part.last(c)) {
+    std::copy(a.x[size_t(part.end_layer)], a.x[size_t(part.end_layer)] + rows * H, x_out);
+    return stats;
   }
   rmsnorm_forward(a.x[size_t(L)], H, P.norm, rows, H, eps, a.hidden, H);
   double ce_sum;
@@ -281,11 +313,6 @@ StepStats run_step(TrainParams<T>& params, TrainParams<T>* grads, TrainActivatio
     typename TrainActivations<T>::Mtp& m = a.mtp[size_t(k)];
     const MtpParams<T>& mp = P.mtp[size_t(k)];
     const int64_t Sk = m.shape.seq, rk = m.shape.rows();
-    for (int64_t b = 0; b < B; ++b)
-      for (int64_t t = 0; t < Sk; ++t) {
-        m.inputs[b * Sk + t] = tokens[b * (S + 1) + t + 1 + k];
-        m.targets[b * Sk + t] = tokens[b * (S + 1) + t + 2 + k];
-      }
     if (k == 0)
       copy_prefix_rows(a.hidden, S, m.h_in, Sk, B, H, false);
     else
@@ -317,49 +344,84 @@ StepStats run_step(TrainParams<T>& params, TrainParams<T>* grads, TrainActivatio
   }
   stats.loss = stats.main_loss + stats.balance_loss;
   for (double l : stats.mtp_loss) stats.loss += o.mtp_lambda / double(D) * l;
-  if (!grads) return stats;
+  return stats;
+}
 
-  // ---- backward ----
-  for (int64_t k = D - 1; k >= 0; --k) {
-    typename TrainActivations<T>::Mtp& m = a.mtp[size_t(k)];
-    const MtpParams<T>& mp = P.mtp[size_t(k)];
-    MtpParams<T>& mg = G.mtp[size_t(k)];
-    const int64_t Sk = m.shape.seq, rk = m.shape.rows();
-    const AttentionContext ctx_k{m.shape, &a.rope, ctx.softmax_scale};
-    block_backward(c, mp.block, mg.block, ctx_k, o.moe, m.x_in, m.block, ws, m.dx_out);
-    typename Workspace<T>::Scope inner(ws);
-    T* emb = ws.take(rk * H);
-    T* demb = ws.take(rk * H);
-    T* dh = ws.take(rk * H);
-    embedding_forward(mp.embed_tokens, V, H, m.inputs, rk, emb);
-    zero(demb, rk * H);
-    zero(dh, rk * H);
-    mtp_input_backward(c, mp, mg, emb, m.h_in, rk, m.dx_out, ws, demb, dh);
-    embedding_backward(V, H, m.inputs, rk, demb, mg.embed_tokens);
-    // dh belongs to the first Sk positions of the previous depth's rows.
-    const auto scatter = [&](T* dst, int64_t dst_seq) {
-      parallel_for(rk, 16, [&](int64_t b, int64_t e) {
-        for (int64_t r = b; r < e; ++r) {
-          T* d = dst + ((r / Sk) * dst_seq + r % Sk) * H;
-          const T* s = dh + r * H;
-          for (int64_t i = 0; i < H; ++i) d[i] += s[i];
-        }
-      });
-    };
-    if (k == 0)
-      scatter(a.dhidden, S);
-    else
-      scatter(a.mtp[size_t(k - 1)].dx_out, a.mtp[size_t(k - 1)].shape.seq);
-  }
+template <typename T>
+void part_backward(TrainParams<T>& params, TrainParams<T>& grads, TrainActivations<T>& a, const TrainOptions& o,
+                   const ModelPart& part, const T* dx_out, T* dx_in, T* mtp_demb) {
+  DSV3_ZONE("step.backward");
+  const ModelConfig& c = params.config();
+  const int64_t D = a.mtp_depth();
+  const SeqShape shape = a.shape();
+  const int64_t S = shape.seq, rows = shape.rows(), H = c.hidden_size, V = c.vocab_size;
+  const int64_t L = c.num_hidden_layers;
+  const double eps = c.rms_norm_eps;
+  const bool whole = part.first() && part.last(c);
+  Workspace<T>& ws = a.ws;
+  typename Workspace<T>::Scope scope(ws);
+  ModelParams<T> P = model_params(params);
+  ModelParams<T> G = model_params(grads);
+  const AttentionContext ctx{shape, &a.rope, attention_softmax_scale(c)};
+  // Where MTP module k's embedding gradient rows sit in mtp_demb: after those of modules k+1 … D−1, in
+  // the order the backward produces them.
+  const auto demb_rows = [&](int64_t k) {
+    int64_t at = 0;
+    for (int64_t j = D - 1; j > k; --j) at += a.mtp[size_t(j)].shape.rows();
+    return mtp_demb + at * H;
+  };
 
   T* dx = ws.take(rows * H);
-  zero(dx, rows * H);
-  rmsnorm_backward(a.x[size_t(L)], H, P.norm, a.dhidden, H, rows, H, eps, dx, H, G.norm);
-  for (int64_t l = L - 1; l >= 0; --l)
+  if (part.last(c)) {
+    for (int64_t k = D - 1; k >= 0; --k) {
+      typename TrainActivations<T>::Mtp& m = a.mtp[size_t(k)];
+      const MtpParams<T>& mp = P.mtp[size_t(k)];
+      MtpParams<T>& mg = G.mtp[size_t(k)];
+      const int64_t Sk = m.shape.seq, rk = m.shape.rows();
+      const AttentionContext ctx_k{m.shape, &a.rope, ctx.softmax_scale};
+      block_backward(c, mp.block, mg.block, ctx_k, o.moe, m.x_in, m.block, ws, m.dx_out);
+      typename Workspace<T>::Scope inner(ws);
+      T* emb = ws.take(rk * H);
+      T* demb = whole ? ws.take(rk * H) : demb_rows(k);
+      T* dh = ws.take(rk * H);
+      embedding_forward(mp.embed_tokens, V, H, m.inputs, rk, emb);
+      zero(demb, rk * H);
+      zero(dh, rk * H);
+      mtp_input_backward(c, mp, mg, emb, m.h_in, rk, m.dx_out, ws, demb, dh);
+      // The embedding lives with the first part: a pipeline sends these rows down to it.
+      if (whole) embedding_backward(V, H, m.inputs, rk, demb, mg.embed_tokens);
+      // dh belongs to the first Sk positions of the previous depth's rows.
+      const auto scatter = [&](T* dst, int64_t dst_seq) {
+        parallel_for(rk, 16, [&](int64_t b, int64_t e) {
+          for (int64_t r = b; r < e; ++r) {
+            T* d = dst + ((r / Sk) * dst_seq + r % Sk) * H;
+            const T* s = dh + r * H;
+            for (int64_t i = 0; i < H; ++i) d[i] += s[i];
+          }
+        });
+      };
+      if (k == 0)
+        scatter(a.dhidden, S);
+      else
+        scatter(a.mtp[size_t(k - 1)].dx_out, a.mtp[size_t(k - 1)].shape.seq);
+    }
+    zero(dx, rows * H);
+    rmsnorm_backward(a.x[size_t(L)], H, P.norm, a.dhidden, H, rows, H, eps, dx, H, G.norm);
+  } else {
+    std::copy(dx_out, dx_out + rows * H, dx);
+  }
+  for (int64_t l = part.end_layer - 1; l >= part.first_layer; --l)
     block_backward(c, P.layers[size_t(l)], G.layers[size_t(l)], ctx, o.moe, a.x[size_t(l)], a.layers[size_t(l)], ws,
                    dx);
+  if (!part.first()) {
+    std::copy(dx, dx + rows * H, dx_in);
+    return;
+  }
+  if (!whole)
+    for (int64_t k = D - 1; k >= 0; --k)
+      embedding_backward(V, H, a.mtp[size_t(k)].inputs, a.mtp[size_t(k)].shape.rows(), demb_rows(k),
+                         G.mtp[size_t(k)].embed_tokens);
   embedding_backward(V, H, a.inputs, rows, dx, G.embed_tokens);
-  return stats;
 }
 
 }  // namespace
@@ -367,13 +429,36 @@ StepStats run_step(TrainParams<T>& params, TrainParams<T>* grads, TrainActivatio
 template <typename T>
 StepStats train_forward(TrainParams<T>& params, TrainActivations<T>& acts, const int32_t* tokens,
                         const TrainOptions& options, T* logits) {
-  return run_step<T>(params, nullptr, acts, tokens, options, logits);
+  return part_forward<T>(params, nullptr, acts, tokens, options, ModelPart::whole(params.config()), nullptr, 0.0,
+                         nullptr, logits);
 }
 
 template <typename T>
 StepStats train_forward_backward(TrainParams<T>& params, TrainParams<T>& grads, TrainActivations<T>& acts,
                                  const int32_t* tokens, const TrainOptions& options) {
-  return run_step<T>(params, &grads, acts, tokens, options, nullptr);
+  const ModelPart whole = ModelPart::whole(params.config());
+  const StepStats stats = part_forward<T>(params, &grads, acts, tokens, options, whole, nullptr, 0.0, nullptr, nullptr);
+  part_backward<T>(params, grads, acts, options, whole, nullptr, nullptr, nullptr);
+  return stats;
+}
+
+template <typename T>
+StepStats train_part_forward(TrainParams<T>& params, TrainParams<T>& grads, TrainActivations<T>& acts,
+                             const int32_t* tokens, const TrainOptions& options, const ModelPart& part, const T* x_in,
+                             double balance_in, T* x_out) {
+  return part_forward<T>(params, &grads, acts, tokens, options, part, x_in, balance_in, x_out, nullptr);
+}
+
+template <typename T>
+void train_part_backward(TrainParams<T>& params, TrainParams<T>& grads, TrainActivations<T>& acts,
+                         const TrainOptions& options, const ModelPart& part, const T* dx_out, T* dx_in, T* mtp_demb) {
+  part_backward<T>(params, grads, acts, options, part, dx_out, dx_in, mtp_demb);
+}
+
+int64_t mtp_embedding_rows(int64_t batch, int64_t seq, int64_t mtp_depth) {
+  int64_t rows = 0;
+  for (int64_t k = 0; k < mtp_depth; ++k) rows += batch * (seq - 1 - k);
+  return rows;
 }
 
 #define DSV3_INSTANTIATE(T)                                                                                  \
@@ -381,7 +466,11 @@ StepStats train_forward_backward(TrainParams<T>& params, TrainParams<T>& grads, 
   template StepStats train_forward(TrainParams<T>&, TrainActivations<T>&, const int32_t*, const TrainOptions&, \
                                    T*);                                                                      \
   template StepStats train_forward_backward(TrainParams<T>&, TrainParams<T>&, TrainActivations<T>&,          \
-                                            const int32_t*, const TrainOptions&);
+                                            const int32_t*, const TrainOptions&);                            \
+  template StepStats train_part_forward(TrainParams<T>&, TrainParams<T>&, TrainActivations<T>&, const int32_t*, \
+                                        const TrainOptions&, const ModelPart&, const T*, double, T*);        \
+  template void train_part_backward(TrainParams<T>&, TrainParams<T>&, TrainActivations<T>&, const TrainOptions&, \
+                                    const ModelPart&, const T*, T*, T*);
 DSV3_INSTANTIATE(float)
 DSV3_INSTANTIATE(double)
 #undef DSV3_INSTANTIATE

@@ -111,6 +111,39 @@ template <typename T>
 StepStats train_forward_backward(TrainParams<T>& params, TrainParams<T>& grads, TrainActivations<T>& acts,
                                  const int32_t* tokens, const TrainOptions& options);
 
+// A pipeline stage's share of the model (dist/pipeline_train.h runs the stages on their ranks): main
+// layers [first_layer, end_layer). The part holding layer 0 embeds the tokens; the part holding the last
+// layer runs the final norm, the head, the loss and the MTP modules. The MTP modules' embedding is the
+// main model's (TR §2.2), which lives with the first part: the last part writes the gradient rows of
+// the MTP embeddings, the pipeline carries them down with the activation gradient, and the first part
+// adds them into the embedding's gradient before its own, in the order one process adds them — so a
+// pipeline's gradients are bit-equal to train_forward_backward's.
+struct ModelPart {
+  int64_t first_layer = 0, end_layer = 0;
+  bool first() const { return first_layer == 0; }
+  bool last(const ModelConfig& c) const { return end_layer == c.num_hidden_layers; }
+  static ModelPart whole(const ModelConfig& c) { return {0, c.num_hidden_layers}; }
+};
+
+// Forward of a part with its loss (on the last part). x_in [rows, H]: the previous part's output (not
+// read by the first part); x_out [rows, H] (written unless last). balance_in: the balance losses of the
+// layers before this part, continued here in layer order (StepStats::balance_loss is the running sum).
+// The head's backward runs here, fused with its forward, as in train_forward_backward.
+template <typename T>
+StepStats train_part_forward(TrainParams<T>& params, TrainParams<T>& grads, TrainActivations<T>& acts,
+                             const int32_t* tokens, const TrainOptions& options, const ModelPart& part, const T* x_in,
+                             double balance_in, T* x_out);
+
+// Backward of a part after its forward: dx_out [rows, H] is the gradient of x_out (not read by the last
+// part); dx_in [rows, H] receives the gradient of x_in (not written by the first part). mtp_demb
+// [mtp_embedding_rows, H]: written by the last part, read by the first.
+template <typename T>
+void train_part_backward(TrainParams<T>& params, TrainParams<T>& grads, TrainActivations<T>& acts,
+                         const TrainOptions& options, const ModelPart& part, const T* dx_out, T* dx_in, T* mtp_demb);
+
+// Rows of the MTP modules' embedding gradients a pipeline carries (Σ_k batch · (seq − 1 − k)).
+int64_t mtp_embedding_rows(int64_t batch, int64_t seq, int64_t mtp_depth);
+
 // Model FLOPs of one train_forward_backward (the MFU numerator): 6 × (matmul parameters used per token)
 // × tokens for every projection, router, expert (K routed + shared) and head, plus 3 × the causal
 // attention core (scores and weighted sums over the positions <= t, 2·heads·(qk+v)·(t+1) per token in
