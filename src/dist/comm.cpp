@@ -213,14 +213,23 @@ void Comm::broadcast(double* values, int64_t n, int root) const {
   check(MPI_Bcast(values, int(n), MPI_DOUBLE, root, handle_to_mpi(handle_)), "MPI_Bcast");
 }
 
-void Comm::send(const double* values, int64_t n, int peer, int tag) const {
-  DSV3_CHECK(distributed() && peer != rank_ && n <= INT_MAX, "[mpi] send to rank ", peer, " of ", size_);
-  check(MPI_Send(values, int(n), MPI_DOUBLE, peer, tag, handle_to_mpi(handle_)), "MPI_Send");
+int64_t Comm::isend_bytes(const void* data, int64_t bytes, int peer, int tag) const {
+  DSV3_CHECK(distributed() && peer != rank_ && peer >= 0 && peer < size_ && bytes <= INT_MAX, "[mpi] send of ", bytes,
+             " bytes to rank ", peer, " of ", size_);
+  MPI_Request request = MPI_REQUEST_NULL;
+  check(MPI_Isend(data, int(bytes), MPI_BYTE, peer, tag, handle_to_mpi(handle_), &request), "MPI_Isend");
+  return int64_t(MPI_Request_c2f(request));
 }
 
-void Comm::recv(double* values, int64_t n, int peer, int tag) const {
-  DSV3_CHECK(distributed() && peer != rank_ && n <= INT_MAX, "[mpi] receive from rank ", peer, " of ", size_);
-  check(MPI_Recv(values, int(n), MPI_DOUBLE, peer, tag, handle_to_mpi(handle_), MPI_STATUS_IGNORE), "MPI_Recv");
+void Comm::recv_bytes(void* data, int64_t bytes, int peer, int tag) const {
+  DSV3_CHECK(distributed() && peer != rank_ && peer >= 0 && peer < size_ && bytes <= INT_MAX, "[mpi] receive of ",
+             bytes, " bytes from rank ", peer, " of ", size_);
+  check(MPI_Recv(data, int(bytes), MPI_BYTE, peer, tag, handle_to_mpi(handle_), MPI_STATUS_IGNORE), "MPI_Recv");
+}
+
+void Comm::wait(int64_t request) {
+  MPI_Request r = MPI_Request_f2c(MPI_Fint(request));
+  check(MPI_Wait(&r, MPI_STATUS_IGNORE), "MPI_Wait");
 }
 
 std::vector<TraceEvent> gather_trace_events(const Comm& comm, const std::vector<TraceEvent>& mine) {

@@ -54,9 +54,11 @@ class Comm {
   // Element-wise sum of integers on every rank (exact, so the order does not matter).
   void allreduce_sum(int64_t* values, int64_t n) const;
   void broadcast(double* values, int64_t n, int root) const;
-  // Point to point (blocking; MPI's tags name the message): n doubles to / from rank `peer`.
-  void send(const double* values, int64_t n, int peer, int tag) const;
-  void recv(double* values, int64_t n, int peer, int tag) const;
+  // Point to point (MPI's tags name the message). isend_bytes starts sending and returns at once: the
+  // buffer must stay untouched until wait(request) returns. recv_bytes blocks until the message is in.
+  int64_t isend_bytes(const void* data, int64_t bytes, int peer, int tag) const;
+  void recv_bytes(void* data, int64_t bytes, int peer, int tag) const;
+  static void wait(int64_t request);
 
  private:
   Comm() = default;
