@@ -21,13 +21,14 @@ TEST(ParallelLayout, RanksAreStageMajorWithDataParallelInnermost) {
   f.micro_batches = 4;
   f.ranks_per_node = 4;
   // -np 8 --pp 2 --ep 2: two stages of DP4, experts split over 2 ranks and replicated twice.
-  const ParallelLayout l = make_parallel_layout(8, 6, f, eight_layers(), 4);
+  const ParallelLayout l = make_parallel_layout(8, 6, f, eight_layers(), 16);
   EXPECT_EQ(l.dp, 4);
   EXPECT_EQ(l.stage(), 1);
   EXPECT_EQ(l.dp_rank(), 2);
   EXPECT_EQ(l.ep_rank(), 0);
   EXPECT_EQ(l.expert_replica(), 1);
   EXPECT_EQ(l.node(), 1);
+  EXPECT_EQ(l.micro_batches, 4);  // each pipeline runs grad_accum / D
   EXPECT_NE(l.describe().find("rank 7: stage 1, dp 3, ep 1 (replica 1), node 1"), std::string::npos) << l.describe();
   const ParallelLayout single = make_parallel_layout(1, 0, ParallelFlags{}, eight_layers(), 1);
   EXPECT_TRUE(single.single_process());
@@ -53,18 +54,20 @@ TEST(ParallelLayout, ImpossibleLayoutsNameTheirFlag) {
   f.pp = 4;
   f.schedule = PipelineSchedule::dualpipe;
   f.micro_batches = 6;
-  EXPECT_NE(error(4, f).find("an even --micro-batches >= 8"), std::string::npos);
+  EXPECT_NE(error(4, f, 6).find("an even --micro-batches >= 8"), std::string::npos);
+  EXPECT_NE(error(4, f, 8).find("--micro-batches 6 disagrees with --grad-accum 8 over 1 data-parallel rank"),
+            std::string::npos);
   f.pp = 3;
-  EXPECT_NE(error(3, f).find("DualPipe needs an even --pp"), std::string::npos);
+  EXPECT_NE(error(3, f, 6).find("DualPipe needs an even --pp"), std::string::npos);
   f = ParallelFlags{};
   f.pp = 4;
   f.micro_batches = 2;
-  EXPECT_NE(error(4, f).find("1F1B over 4 stages needs --micro-batches >= 4"), std::string::npos);
+  EXPECT_NE(error(4, f, 2).find("1F1B over 4 stages needs --micro-batches >= 4"), std::string::npos);
   f = ParallelFlags{};
   f.pp = 8;
   f.schedule = PipelineSchedule::dualpipev;
   f.micro_batches = 16;
-  EXPECT_NE(error(8, f).find("needs 16 stages of at least one layer; the model has 8"), std::string::npos);
+  EXPECT_NE(error(8, f, 16).find("needs 16 stages of at least one layer; the model has 8"), std::string::npos);
   EXPECT_NE(error(2, ParallelFlags{}, 3).find("--grad-accum 3 must be a multiple of the 2"), std::string::npos);
   f = ParallelFlags{};
   f.ranks_per_node = 3;

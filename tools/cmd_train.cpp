@@ -16,6 +16,7 @@
 #include "core/progress.h"
 #include "dist/comm.h"
 #include "dist/layout.h"
+#include "dist/pipeline_train.h"
 #include "train/train_presets.h"
 #include "train/trainer.h"
 
@@ -100,12 +101,10 @@ int run_train(const TrainArgs& args) {
   TrainArgs a = args;
   if (comm.rank() != 0) a.quiet = true;  // rank 0 reports for the launch
   a.parallel.schedule = parse_pipeline_schedule(a.pp_schedule);
-  // The layout under mpirun (layout.h): data parallelism (ZeRO-1) with experts split over --ep ranks.
+  // The layout under mpirun (layout.h): pipeline stages × data parallelism (ZeRO-1), experts split over --ep ranks.
   ParallelLayout layout;
   const auto check_layout = [&](const TrainRunOptions& o) {
     layout = make_parallel_layout(comm.size(), comm.rank(), a.parallel, o.config, o.grad_accum);
-    DSV3_CHECK(layout.pp == 1, "[train] pipeline parallelism (--pp ", layout.pp, ") is not built yet: this dsv3 trains "
-               "data- and expert-parallel under mpirun; run with --pp 1");
     if (comm.distributed() && comm.rank() == 0) std::fputs(layout.describe().c_str(), stderr);
   };
   TrainerPaths paths;
@@ -137,6 +136,8 @@ int run_train(const TrainArgs& args) {
     trainer.emplace(options, paths, a.init);
   }
   trainer->set_layout(layout);
+  if (layout.pp > 1 && comm.rank() == 0)
+    std::fputs(describe_pipeline_stages(trainer->options().config, layout).c_str(), stderr);
   if (comm.distributed() && comm.rank() == 0) {
     const double full = double(trainer->params().size()) * 2 *
                         (trainer->options().adamw.moments == MomentDtype::bf16 ? 2 : 4);

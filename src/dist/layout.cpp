@@ -41,7 +41,13 @@ ParallelLayout make_parallel_layout(int64_t world, int64_t rank, const ParallelF
              " does not divide the model's ", config.n_routed_experts, " routed experts");
   l.ep = f.ep;
   l.schedule = f.schedule;
-  l.micro_batches = f.micro_batches > 0 ? f.micro_batches : grad_accum;
+  DSV3_CHECK(grad_accum % l.dp == 0, "[train] --grad-accum ", grad_accum, " must be a multiple of the ", l.dp,
+             " data-parallel ranks: each rank runs grad_accum / D of a step's micro-batches");
+  // Each data-parallel rank's pipeline runs its grad_accum / D micro-batches of every step.
+  l.micro_batches = grad_accum / l.dp;
+  DSV3_CHECK(f.micro_batches == 0 || f.micro_batches == l.micro_batches, "[train] --micro-batches ", f.micro_batches,
+             " disagrees with --grad-accum ", grad_accum, " over ", l.dp, " data-parallel rank", l.dp > 1 ? "s" : "",
+             ": each pipeline runs grad_accum / D = ", l.micro_batches, " micro-batches a step");
   const int64_t P = l.pp, M = l.micro_batches;
   if (P > 1) {
     switch (l.schedule) {
@@ -62,8 +68,6 @@ ParallelLayout make_parallel_layout(int64_t world, int64_t rank, const ParallelF
     DSV3_CHECK(layers >= stages, "[train] --pp ", P, " with --pp-schedule ", pipeline_schedule_name(l.schedule),
                " needs ", stages, " stages of at least one layer; the model has ", layers);
   }
-  DSV3_CHECK(grad_accum % l.dp == 0, "[train] --grad-accum ", grad_accum, " must be a multiple of the ", l.dp,
-             " data-parallel ranks: each rank runs grad_accum / D of a step's micro-batches");
   l.ranks_per_node = f.ranks_per_node > 0 ? f.ranks_per_node : world;
   DSV3_CHECK(world % l.ranks_per_node == 0, "[train] --ranks-per-node ", l.ranks_per_node, " does not divide the ",
              world, " ranks");

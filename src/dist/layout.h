@@ -27,7 +27,7 @@ struct ParallelFlags {
   int64_t dp = 0;              // --dp: data-parallel ranks D (0: N / P)
   int64_t ep = 1;              // --ep: expert-parallel ranks E within each data-parallel group
   PipelineSchedule schedule = PipelineSchedule::one_f_one_b;  // --pp-schedule
-  int64_t micro_batches = 0;   // --micro-batches M per step through the pipeline (0: the run's grad_accum)
+  int64_t micro_batches = 0;   // --micro-batches M per step through each pipeline (0: grad_accum / D)
   int64_t ranks_per_node = 0;  // --ranks-per-node (0: all ranks on one node)
 };
 
@@ -50,7 +50,7 @@ struct ParallelLayout {
 };
 
 // Checks the flags against the launch (world ranks) and the model; errors name the flag at fault.
-// grad_accum is the run's micro-batches per optimizer step (the default M).
+// grad_accum is the run's micro-batches per optimizer step: each of the D pipelines runs M = grad_accum / D.
 ParallelLayout make_parallel_layout(int64_t world, int64_t rank, const ParallelFlags& flags,
                                     const ModelConfig& config, int64_t grad_accum);
 

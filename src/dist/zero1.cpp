@@ -17,7 +17,7 @@ Zero1::Zero1(const Comm& comm, int64_t arena_elements) : comm_(comm), total_(are
   }
 }
 
-void Zero1::reduce_scatter(const std::vector<const float*>& local, float* grads) {
+void Zero1::reduce_scatter(const std::vector<const float*>& local, float* grads, const std::vector<int64_t>& order) {
   DSV3_ZONE("zero1.reduce_scatter");
   const int64_t D = comm_.size(), k = int64_t(local.size()), mine = shard_end() - shard_begin();
   DSV3_CHECK(k >= 1, "[zero1] no micro-batch gradients to reduce");
@@ -34,13 +34,18 @@ void Zero1::reduce_scatter(const std::vector<const float*>& local, float* grads)
     for (int64_t q = 0; q < D; ++q) recv_offsets[size_t(q)] = (q * k + j) * mine;
     comm_.alltoallv(local[size_t(j)], send_counts, send_offsets, recv_.data(), recv_counts, recv_offsets);
   }
-  // recv_ holds [rank][micro-batch][shard]: the step's micro-batches in order. Sum them in that order.
+  // recv_ holds [rank][micro-batch][shard]; sum the parts in the step's micro-batch order.
   float* out = grads + shard_begin();
   const int64_t parts = D * k;
+  std::vector<int64_t> sequence = order;
+  if (sequence.empty())
+    for (int64_t p = 0; p < parts; ++p) sequence.push_back(p);
+  DSV3_CHECK(int64_t(sequence.size()) == parts, "[zero1] an order of ", sequence.size(), " parts for ", parts);
   parallel_for(mine, 4096, [&](int64_t b, int64_t e) {
-    std::copy(recv_.data() + b, recv_.data() + e, out + b);
+    const float* first = recv_.data() + sequence[0] * mine;
+    std::copy(first + b, first + e, out + b);
     for (int64_t p = 1; p < parts; ++p) {
-      const float* part = recv_.data() + p * mine;
+      const float* part = recv_.data() + sequence[size_t(p)] * mine;
       for (int64_t i = b; i < e; ++i) out[i] = out[i] + part[i];
     }
   });

@@ -6,7 +6,9 @@
 // as 1/D. One step:
 //   1. reduce-scatter: each rank sends every owner the owner's slice of each of its micro-batch
 //      gradients (one all-to-all); the owner sums them in the step's micro-batch order, which is the
-//      order one process accumulates them in (trainer.cpp), so the shard's sum is bit-equal to it;
+//      order one process accumulates them in (trainer.cpp), so the shard's sum is bit-equal to it
+//      (under pipeline parallelism each rank's arenas hold its stages' share, zeros elsewhere:
+//      pipeline_train.h);
 //   2. the gradient norm for clipping: each owner's per-chunk Σ g² (in double), all-gathered and added in
 //      chunk order — bit-equal to one process's global_grad_norm;
 //   3. each owner's AdamW update of its shard;
@@ -34,10 +36,11 @@ class Zero1 {
   int64_t shard_begin() const { return begin(comm_.rank()); }
   int64_t shard_end() const { return end(comm_.rank()); }
 
-  // `local`: this rank's micro-batch gradients (arena-sized), in its micro-batch order; the ranks hold
-  // consecutive runs of the step's micro-batches, rank 0 first. Writes the sum over all of them, for
-  // this rank's shard only, into grads[shard_begin, shard_end).
-  void reduce_scatter(const std::vector<const float*>& local, float* grads);
+  // `local`: this rank's micro-batch gradients (arena-sized, the same count on every rank). Writes the
+  // sum over every rank's, for this rank's shard only, into grads[shard_begin, shard_end), adding them
+  // in `order` — indices q·k + j of rank q's j-th arena, the step's micro-batch order — or, when order is
+  // empty, rank by rank (data parallelism: the ranks hold consecutive runs of the micro-batches).
+  void reduce_scatter(const std::vector<const float*>& local, float* grads, const std::vector<int64_t>& order = {});
   // Σ g² over the trainable tensors of the whole arena, from every rank's shard of `grads`.
   double sum_of_squares(const TrainParams<float>& grads) const;
   // Every rank's shard of `params` to every rank.

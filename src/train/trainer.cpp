@@ -1,6 +1,8 @@
 #include "train/trainer.h"
 
 #include <algorithm>
+#include <map>
+#include <optional>
 #include <chrono>
 #include <cstdio>
 #include <cmath>
@@ -15,6 +17,7 @@
 #include "core/trace.h"
 #include "dist/comm.h"
 #include "dist/expert_parallel.h"
+#include "dist/pipeline_train.h"
 #include "dist/zero1.h"
 #include "train/token_shards.h"
 
@@ -247,7 +250,8 @@ struct Trainer::Impl {
   // step's micro-batches and keeps the optimizer state of its shard of the arena only.
   const Comm& comm;
   std::unique_ptr<Zero1> zero;
-  std::unique_ptr<MpiExpertGroup> experts;  // expert parallelism (set_layout with --ep > 1)
+  std::unique_ptr<MpiExpertGroup> experts;     // expert parallelism (set_layout with --ep > 1)
+  std::unique_ptr<PipelineTrainer> pipeline;   // pipeline parallelism (set_layout with --pp > 1)
   AdamW optimizer;
   TrainActivations<float> acts;
   std::vector<TrainParams<float>> micro_grads;  // more micro-batches' gradients, each summed separately
@@ -265,10 +269,7 @@ struct Trainer::Impl {
         comm(Comm::world()),
         zero(comm.distributed() ? std::make_unique<Zero1>(comm, params.size()) : nullptr),
         optimizer(params.layout_ptr(), o.adamw, zero ? zero->shard_begin() : 0, zero ? zero->shard_end() : -1),
-        acts(o.config, o.batch_size, o.seq_len, resolve_mtp_depth(o.config, o.step_options())) {
-    DSV3_CHECK(o.grad_accum % comm.size() == 0, "[train] --grad-accum ", o.grad_accum, " must be a multiple of the ",
-               comm.size(), " data-parallel ranks");
-  }
+        acts(o.config, o.batch_size, o.seq_len, resolve_mtp_depth(o.config, o.step_options())) {}
   bool writes_files() const { return comm.rank() == 0; }
 };
 
@@ -474,53 +475,109 @@ OptimizerStepStats Trainer::train_one_step(Impl& s, double lr, std::vector<int32
   TrainOptions step_options = o.step_options();
   step_options.moe.expert_group = s.experts.get();
   const int64_t B = o.batch_size, S = o.seq_len, A = o.grad_accum;
-  const int64_t D = s.comm.size(), k = A / D, first = s.comm.rank() * k;
-  const size_t buffers = size_t(D == 1 ? std::min<int64_t>(A - 1, 1) : k - 1);
-  while (s.micro_grads.size() < buffers) s.micro_grads.emplace_back(s.params.layout_ptr());
-  std::vector<double> local_stats;
-  size_t mtp_depth = 0;
-  std::vector<const float*> local_grads;
-  for (int64_t j = 0; j < k; ++j) {
-    const int64_t m = first + j;
-    s.shards.batch_into(TokenSplit::train, s.step * A + m, B, S, o.seed, tokens);
-    // One process adds each further micro-batch into grads as it goes; a data-parallel rank keeps its
-    // micro-batches apart for the reduce-scatter.
-    TrainParams<float>& g = j == 0 ? s.grads : s.micro_grads[size_t(D == 1 ? 0 : j - 1)];
-    g.zero();
-    StepStats st;
+  const int64_t W = s.comm.size();
+  const size_t mtp_depth = size_t(resolve_mtp_depth(o.config, step_options));
+  std::vector<const float*> local_grads;  // this rank's micro-batch gradients, for the reduce-scatter
+  std::vector<int64_t> order;             // the order the reduce-scatter adds every rank's arenas in
+  std::vector<double> figures;            // pack_stats of every micro-batch of the step, in order
+  if (s.pipeline) {
+    // The pipeline of data-parallel rank d runs micro-batches [d·M, (d+1)·M) through its stages.
+    const int64_t M = s.pipeline->micro_batches(), D = A / M, P = W / D, d = s.comm.rank() % D;
+    while (s.micro_grads.size() < size_t(M - 1)) s.micro_grads.emplace_back(s.params.layout_ptr());
+    std::vector<TrainParams<float>*> grads = {&s.grads};
+    for (int64_t m = 1; m < M; ++m) grads.push_back(&s.micro_grads[size_t(m - 1)]);
+    std::vector<std::optional<StepStats>> stats;
+    std::map<int64_t, std::vector<int64_t>> loads;
+    s.pipeline->run(
+        s.params, step_options,
+        [&](int64_t m, std::vector<int32_t>& t) {
+          t.resize(tokens.size());
+          s.shards.batch_into(TokenSplit::train, s.step * A + d * M + m, B, S, o.seed, t);
+        },
+        grads, stats, loads, s.trace);
+    for (TrainParams<float>* g : grads) local_grads.push_back(g->data());
+    // Rank q = stage·D + d holds arena j of micro-batch d·M + j: add them micro-batch by micro-batch.
+    for (int64_t dp = 0; dp < D; ++dp)
+      for (int64_t j = 0; j < M; ++j)
+        for (int64_t stage = 0; stage < P; ++stage) order.push_back((stage * D + dp) * M + j);
+    // Each micro-batch's figures come from the rank that ran its last stage.
+    const size_t fields = 5 + mtp_depth;
+    std::vector<double> local;
+    for (const std::optional<StepStats>& st : stats) {
+      StepStats none;
+      none.mtp_loss.resize(mtp_depth, 0.0);
+      local.push_back(st ? 1.0 : 0.0);
+      const std::vector<double> packed = pack_stats(st ? *st : none);
+      local.insert(local.end(), packed.begin(), packed.end());
+    }
+    std::vector<double> all(local.size() * size_t(W));
     {
-      auto span = s.trace.span(cat("forward+backward, micro-batch ", m), "compute");
-      st = train_forward_backward(s.params, g, s.acts, tokens.data(), step_options);
+      auto span = s.trace.span("all-gather losses", "communication");
+      s.comm.allgather(local.data(), int64_t(local.size()), all.data());
     }
-    if (D == 1 && j > 0) {
-      auto span = s.trace.span("add micro-batch gradient", "compute");
-      float* acc = s.grads.data();
-      const float* add = g.data();
-      parallel_for(s.grads.size(), 1 << 14, [&](int64_t b, int64_t e) {
-        for (int64_t i = b; i < e; ++i) acc[i] = acc[i] + add[i];
-      });
+    for (int64_t g = 0; g < A; ++g)
+      for (int64_t stage = 0; stage < P; ++stage) {
+        const double* at = all.data() + size_t((stage * D + g / M) * M + g % M) * fields;
+        if (at[0] != 0) figures.insert(figures.end(), at + 1, at + fields);
+      }
+    DSV3_CHECK(int64_t(figures.size()) == A * int64_t(fields - 1), "[train] a micro-batch of the step reached no "
+               "pipeline's last stage");
+    const ModelConfig& c = o.config;
+    for (int64_t l = 0; l < c.num_hidden_layers + int64_t(mtp_depth); ++l) {
+      if (!c.is_moe_layer(l)) continue;
+      r.moe_layers.push_back(l);
+      std::vector<int64_t> load = loads[l];
+      load.resize(size_t(c.n_routed_experts), 0);
+      r.expert_load.push_back(std::move(load));
     }
-    if (D > 1) local_grads.push_back(g.data());
-    const std::vector<double> packed = pack_stats(st);
-    mtp_depth = st.mtp_loss.size();
-    local_stats.insert(local_stats.end(), packed.begin(), packed.end());
-    if (j == 0) {
-      r.moe_layers = st.moe_layers;
-      r.expert_load = st.expert_load;
-    } else {
-      for (size_t l = 0; l < st.expert_load.size(); ++l)
-        for (size_t e = 0; e < st.expert_load[l].size(); ++e) r.expert_load[l][e] += st.expert_load[l][e];
+  } else {
+    DSV3_CHECK(A % W == 0, "[train] --grad-accum ", A, " must be a multiple of the ", W, " data-parallel ranks");
+    const int64_t k = A / W, first = s.comm.rank() * k;
+    const size_t buffers = size_t(W == 1 ? std::min<int64_t>(A - 1, 1) : k - 1);
+    while (s.micro_grads.size() < buffers) s.micro_grads.emplace_back(s.params.layout_ptr());
+    std::vector<double> local;
+    for (int64_t j = 0; j < k; ++j) {
+      const int64_t m = first + j;
+      s.shards.batch_into(TokenSplit::train, s.step * A + m, B, S, o.seed, tokens);
+      // One process adds each further micro-batch into grads as it goes; a data-parallel rank keeps its
+      // micro-batches apart for the reduce-scatter.
+      TrainParams<float>& g = j == 0 ? s.grads : s.micro_grads[size_t(W == 1 ? 0 : j - 1)];
+      g.zero();
+      StepStats st;
+      {
+        auto span = s.trace.span(cat("forward+backward, micro-batch ", m), "compute");
+        st = train_forward_backward(s.params, g, s.acts, tokens.data(), step_options);
+      }
+      if (W == 1 && j > 0) {
+        auto span = s.trace.span("add micro-batch gradient", "compute");
+        float* acc = s.grads.data();
+        const float* add = g.data();
+        parallel_for(s.grads.size(), 1 << 14, [&](int64_t b, int64_t e) {
+          for (int64_t i = b; i < e; ++i) acc[i] = acc[i] + add[i];
+        });
+      }
+      if (W > 1) local_grads.push_back(g.data());
+      const std::vector<double> packed = pack_stats(st);
+      local.insert(local.end(), packed.begin(), packed.end());
+      if (j == 0) {
+        r.moe_layers = st.moe_layers;
+        r.expert_load = st.expert_load;
+      } else {
+        for (size_t l = 0; l < st.expert_load.size(); ++l)
+          for (size_t e = 0; e < st.expert_load[l].size(); ++e) r.expert_load[l][e] += st.expert_load[l][e];
+      }
     }
+    // The step's figures in micro-batch order, from every rank.
+    figures.resize(local.size() * size_t(W));
+    auto span = s.trace.span("all-gather losses", "communication");
+    s.comm.allgather(local.data(), int64_t(local.size()), figures.data());
   }
-  // The step's figures in micro-batch order, from every rank.
-  std::vector<double> all_stats(local_stats.size() * size_t(D));
   {
-    auto span = s.trace.span("all-gather losses, all-reduce expert loads", "communication");
-    s.comm.allgather(local_stats.data(), int64_t(local_stats.size()), all_stats.data());
+    auto span = s.trace.span("all-reduce expert loads", "communication");
     for (std::vector<int64_t>& load : r.expert_load) s.comm.allreduce_sum(load.data(), int64_t(load.size()));
   }
-  const size_t fields = local_stats.size() / size_t(k);
-  for (int64_t m = 0; m < A; ++m) add_stats(r, all_stats.data() + size_t(m) * fields, mtp_depth, 1.0 / double(A), s.tokens);
+  const size_t fields = figures.size() / size_t(A);
+  for (int64_t m = 0; m < A; ++m) add_stats(r, figures.data() + size_t(m) * fields, mtp_depth, 1.0 / double(A), s.tokens);
   DSV3_CHECK(std::isfinite(r.loss), "[train] the loss is ", r.loss, " at step ", s.step + 1,
              ": training diverged (try a lower --lr)");
   if (!s.zero) {
@@ -529,7 +586,7 @@ OptimizerStepStats Trainer::train_one_step(Impl& s, double lr, std::vector<int32
   }
   {
     auto span = s.trace.span("reduce-scatter gradients", "communication");
-    s.zero->reduce_scatter(local_grads, s.grads.data());
+    s.zero->reduce_scatter(local_grads, s.grads.data(), order);
   }
   double sum_of_squares = 0;
   {
@@ -559,8 +616,13 @@ void Trainer::set_layout(const ParallelLayout& layout) {
   Impl& s = *impl_;
   DSV3_CHECK(layout.world == s.comm.size() && layout.rank == s.comm.rank(), "[train] the layout is for rank ",
              layout.rank, " of ", layout.world, ", this is rank ", s.comm.rank(), " of ", s.comm.size());
-  DSV3_CHECK(layout.pp == 1, "[train] the trainer runs one pipeline stage, the layout has ", layout.pp);
+  const TrainRunOptions& o = s.options;
+  DSV3_CHECK(layout.pp == 1 || layout.micro_batches * layout.dp == o.grad_accum, "[train] each of the ", layout.dp,
+             " pipelines runs ", layout.micro_batches, " micro-batches a step, but --grad-accum is ", o.grad_accum);
   s.experts = layout.ep > 1 ? std::make_unique<MpiExpertGroup>(s.comm, layout, &s.trace) : nullptr;
+  s.pipeline = layout.pp > 1 ? std::make_unique<PipelineTrainer>(s.comm, layout, o.config, o.batch_size, o.seq_len,
+                                                                 resolve_mtp_depth(o.config, o.step_options()))
+                             : nullptr;
 }
 
 size_t Trainer::optimizer_state_bytes() const {

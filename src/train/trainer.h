@@ -116,7 +116,8 @@ class Trainer {
 
   // Under mpirun: the launch's layout (dist/layout.h), which every rank sets before run(). Data
   // parallelism (ZeRO-1) over the whole launch is there from construction; an --ep above 1 splits each
-  // MoE layer's routed experts over the expert-parallel groups. Pipeline stages are not built: --pp must be 1.
+  // MoE layer's routed experts over the expert-parallel groups (dist/expert_parallel.h); a --pp above 1
+  // runs the layers in pipeline stages by the layout's schedule (dist/pipeline_train.h).
   void set_layout(const ParallelLayout& layout);
 
   // Runs until options().steps or until `stop` becomes true (checked between steps); saves the

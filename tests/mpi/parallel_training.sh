@@ -13,7 +13,10 @@
 #     Chrome trace;
 #   - `dsv3 schedule` runs 1F1B, DualPipe and DualPipeV on 4 ranks (sleeps for computation, real messages):
 #     every rank runs its forwards, and the measured bubble is printed;
-#   - impossible or unbuilt layouts are refused, naming the flag.
+#   - pipeline parallelism on a 4-layer copy of the model: PP2-1F1B, PP2-DualPipe, PP4-DualPipe,
+#     PP2-DualPipeV and PP2 × DP2/EP2 write the same checkpoints and metrics as one process, and a
+#     PP2-DualPipe checkpoint continues as DP2/EP2 to the same end;
+#   - impossible layouts are refused, naming the flag.
 # Ranks run with --oversubscribe and one thread each (bit equality needs the same thread count per process).
 #   bash tests/mpi/parallel_training.sh BUILD_DIR SOURCE_DIR
 set -uo pipefail
@@ -94,6 +97,30 @@ run "mpirun -np 2 --ep 2, FP8 GEMMs" "${mpi[@]}" 2 "$dsv3" "${train_args[@]}" --
   --out "$WORK/dp2_ep2_fp8" &&
   same "DP2/EP2 with FP8 GEMMs equals one process" "$WORK/one_fp8" "$WORK/dp2_ep2_fp8"
 
+echo "== pipeline parallelism (a 4-layer copy of the model)"
+sed 's/"num_hidden_layers": 2/"num_hidden_layers": 4/' "$WORK/config.json" >"$WORK/config4.json"
+grep -q '"num_hidden_layers": 4' "$WORK/config4.json" || { echo "  FAIL the 4-layer config"; failures=$((failures + 1)); }
+pp_args=(train --config "$WORK/config4.json" --data "$WORK/shards" --batch-size 2 --seq-len 32 --eval-every 0
+         --eval-sequences 4 --threads 1 --quiet --steps 3)
+run "one process, 4 micro-batches" "$dsv3" "${pp_args[@]}" --grad-accum 4 --out "$WORK/pp_one4"
+run "one process, 8 micro-batches" "$dsv3" "${pp_args[@]}" --grad-accum 8 --out "$WORK/pp_one8"
+# pipeline NAME NP ACCUM ARGS...: mpirun -np NP with ARGS equals one process with ACCUM micro-batches.
+pipeline() {
+  local name=$1 np=$2 accum=$3
+  shift 3
+  run "$name" timeout 300 "${mpi[@]}" "$np" "$dsv3" "${pp_args[@]}" --grad-accum "$accum" "$@" --out "$WORK/$name" &&
+    same "$name equals one process" "$WORK/pp_one$accum" "$WORK/$name"
+}
+pipeline PP2-1F1B 2 4 --pp 2
+pipeline PP2-DualPipe 2 4 --pp 2 --pp-schedule dualpipe
+pipeline PP4-DualPipe 4 8 --pp 4 --pp-schedule dualpipe
+pipeline PP2-DualPipeV 2 4 --pp 2 --pp-schedule dualpipev
+pipeline PP2xDP2-EP2 4 4 --pp 2 --ep 2
+run "PP2-DualPipe stopped at step 2" "${mpi[@]}" 2 "$dsv3" "${pp_args[@]}" --grad-accum 4 --pp 2 \
+  --pp-schedule dualpipe --stop-at 2 --out "$WORK/pp_then_ep"
+run "resumed as DP2/EP2" "${mpi[@]}" 2 "$dsv3" train --resume "$WORK/pp_then_ep" --threads 1 --quiet --ep 2 &&
+  same "PP2-DualPipe to step 2, then DP2/EP2" "$WORK/pp_one4" "$WORK/pp_then_ep"
+
 echo "== --trace"
 run "mpirun -np 2 --ep 2 --trace" "${mpi[@]}" 2 "$dsv3" "${train_args[@]}" --ep 2 --steps 2 --out "$WORK/traced" \
   --trace "$WORK/trace.json" &&
@@ -160,7 +187,8 @@ expect_mpi_error "--ep not dividing the data-parallel ranks" "--ep 3 must divide
 expect_mpi_error "--grad-accum not a multiple of D" "--grad-accum 3 must be a multiple" 2 --grad-accum 3
 expect_mpi_error "DualPipe with an odd --pp" "DualPipe needs an even --pp" 3 --pp 3 --pp-schedule dualpipe \
   --micro-batches 6 --grad-accum 6
-expect_mpi_error "pipeline parallelism, not built yet" "pipeline parallelism (--pp 2) is not built yet" 2 --pp 2
+expect_mpi_error "--micro-batches disagreeing with --grad-accum" "--micro-batches 8 disagrees with --grad-accum 4" 2 \
+  --pp 2 --micro-batches 8
 
 echo "parallel_training: $failures failure(s)"
 exit $((failures > 0))
