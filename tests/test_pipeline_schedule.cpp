@@ -4,7 +4,10 @@
 // SPEC.md §4's formulas.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include "dist/pipeline_schedule.h"
+#include "dist/pipeline_train.h"
 #include "test_support.h"
 
 namespace dsv3 {
@@ -63,6 +66,34 @@ TEST(PipelineSchedule, SimulatedBubblesAgainstTheFormulas) {
     }
   }
   EXPECT_DOUBLE_EQ(formula_bubble(PipelineSchedule::dualpipe, 16, d), 7 * 2.0);
+}
+
+// Training stages: consecutive layers covering the model, at least one each, the largest stage's FLOPs
+// no more than the even split's; a heavy head moves layers off the last stage.
+TEST(PipelineStages, LayersAreSplitToBalanceFlops) {
+  ModelConfig c = testing::tiny_v3_config();
+  c.num_hidden_layers = 12;
+  for (int64_t stages : {1, 2, 3, 4, 6, 12}) {
+    const std::vector<ModelPart> parts = pipeline_stage_parts(c, stages, 64, 1);
+    ASSERT_EQ(int64_t(parts.size()), stages);
+    double largest = 0, even_largest = 0;
+    for (int64_t s = 0; s < stages; ++s) {
+      const ModelPart& p = parts[size_t(s)];
+      EXPECT_EQ(p.first_layer, s == 0 ? 0 : parts[size_t(s - 1)].end_layer);
+      EXPECT_GT(p.end_layer, p.first_layer);
+      largest = std::max(largest, part_train_flops(c, p, 1, 64, 1));
+      const ModelPart even{s * 12 / stages, (s + 1) * 12 / stages};
+      even_largest = std::max(even_largest, part_train_flops(c, even, 1, 64, 1));
+    }
+    EXPECT_EQ(parts.back().end_layer, 12);
+    EXPECT_LE(largest, even_largest) << stages << " stages";
+  }
+  c.vocab_size *= 64;  // a head as heavy as several layers
+  const std::vector<ModelPart> parts = pipeline_stage_parts(c, 2, 64, 1);
+  EXPECT_LT(parts[1].end_layer - parts[1].first_layer, parts[0].end_layer - parts[0].first_layer);
+  EXPECT_NE(testing::error_of([&] { pipeline_stage_parts(c, 13, 64, 1); }).find("13 pipeline stages need at least "
+                                                                                "one layer each"),
+            std::string::npos);
 }
 
 TEST(PipelineSchedule, ImpossibleSchedulesNameTheFlag) {

@@ -137,7 +137,10 @@ int run_train(const TrainArgs& args) {
   }
   trainer->set_layout(layout);
   if (layout.pp > 1 && comm.rank() == 0)
-    std::fputs(describe_pipeline_stages(trainer->options().config, layout).c_str(), stderr);
+    std::fputs(describe_pipeline_stages(trainer->options().config, layout, trainer->options().seq_len,
+                                        resolve_mtp_depth(trainer->options().config,
+                                                          trainer->options().step_options())).c_str(),
+               stderr);
   if (comm.distributed() && comm.rank() == 0) {
     const double full = double(trainer->params().size()) * 2 *
                         (trainer->options().adamw.moments == MomentDtype::bf16 ? 2 : 4);

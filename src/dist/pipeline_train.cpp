@@ -1,5 +1,7 @@
 #include "dist/pipeline_train.h"
 
+#include <algorithm>
+#include <cstdio>
 #include <cstring>
 
 #include "core/error.h"
@@ -7,29 +9,57 @@
 
 namespace dsv3 {
 
-std::vector<ModelPart> pipeline_stage_parts(const ModelConfig& c, int64_t stages) {
+namespace {
+
+std::string format_percent(double part, double whole) {
+  char text[32];
+  std::snprintf(text, sizeof(text), "%.1f%%", 100 * part / whole);
+  return text;
+}
+
+}  // namespace
+
+std::vector<ModelPart> pipeline_stage_parts(const ModelConfig& c, int64_t stages, int64_t seq, int64_t mtp_depth) {
   const int64_t L = c.num_hidden_layers;
   DSV3_CHECK(stages >= 1 && stages <= L, "[train] ", stages, " pipeline stages need at least one layer each; the "
              "model has ", L);
+  const auto cost = [&](int64_t first, int64_t end) { return part_train_flops(c, {first, end}, 1, seq, mtp_depth); };
+  // best[s][l]: the smallest largest stage cost of layers [0, l) in s stages; cut[s][l]: where its last stage starts.
+  const double inf = 1e300;
+  std::vector<std::vector<double>> best(size_t(stages + 1), std::vector<double>(size_t(L + 1), inf));
+  std::vector<std::vector<int64_t>> cut(size_t(stages + 1), std::vector<int64_t>(size_t(L + 1), 0));
+  best[0][0] = 0;
+  for (int64_t s = 1; s <= stages; ++s)
+    for (int64_t l = s; l <= L; ++l)
+      for (int64_t j = s - 1; j < l; ++j) {
+        const double worst = std::max(best[size_t(s - 1)][size_t(j)], cost(j, l));
+        if (worst < best[size_t(s)][size_t(l)]) {
+          best[size_t(s)][size_t(l)] = worst;
+          cut[size_t(s)][size_t(l)] = j;
+        }
+      }
   std::vector<ModelPart> parts(static_cast<size_t>(stages));
-  for (int64_t s = 0; s < stages; ++s) parts[size_t(s)].first_layer = -1;
-  for (int64_t l = 0; l < L; ++l) {
-    ModelPart& p = parts[size_t(l * stages / L)];
-    if (p.first_layer < 0) p.first_layer = l;
-    p.end_layer = l + 1;
+  for (int64_t s = stages, end = L; s >= 1; --s) {
+    const int64_t first = cut[size_t(s)][size_t(end)];
+    parts[size_t(s - 1)] = ModelPart{first, end};
+    end = first;
   }
   return parts;
 }
 
-std::string describe_pipeline_stages(const ModelConfig& c, const ParallelLayout& layout) {
+std::string describe_pipeline_stages(const ModelConfig& c, const ParallelLayout& layout, int64_t seq,
+                                     int64_t mtp_depth) {
   const int64_t stages = pipeline_stages(layout.schedule, layout.pp);
-  const std::vector<ModelPart> parts = pipeline_stage_parts(c, stages);
-  std::string out = cat("[train] ", stages, " stages (layer l in stage ⌊l·", stages, "/", c.num_hidden_layers, "⌋)\n");
+  const std::vector<ModelPart> parts = pipeline_stage_parts(c, stages, seq, mtp_depth);
+  std::string out = cat("[train] ", stages, " pipeline stages, layers split to balance their training FLOPs:\n");
+  const double total = train_step_flops(c, 1, seq, mtp_depth);
   for (int64_t s = 0; s < stages; ++s) {
     const ModelPart& p = parts[size_t(s)];
     out += cat("  stage ", s, ": layer", p.end_layer - p.first_layer > 1 ? "s " : " ", p.first_layer,
                p.end_layer - p.first_layer > 1 ? cat("-", p.end_layer - 1) : std::string(),
-               p.first() ? ", embedding" : "", p.last(c) ? ", final norm, head, loss, MTP" : "", "; pipeline rank");
+               p.first() ? ", embedding" : "", p.last(c) ? (mtp_depth > 0 ? ", final norm, head, loss, MTP" : ", final norm, head, loss") : "",
+               cat(" (", format_percent(part_train_flops(c, p, 1, seq, mtp_depth), total), " of the FLOPs)"),
+               "; pipeline rank");
     const int pipes = pipeline_pipes(layout.schedule);
     out += pipes > 1 ? "s " : " ";
     for (int pipe = 0; pipe < pipes; ++pipe)
@@ -138,7 +168,7 @@ PipelineTrainer::PipelineTrainer(const Comm& world, const ParallelLayout& layout
                                  int64_t batch, int64_t seq, int64_t mtp_depth)
     : comm_(world.split(int(layout.dp_rank()), int(layout.stage()))),
       schedule_(build_pipeline_schedule(layout.schedule, layout.pp, layout.micro_batches)),
-      parts_(pipeline_stage_parts(config, pipeline_stages(layout.schedule, layout.pp))),
+      parts_(pipeline_stage_parts(config, pipeline_stages(layout.schedule, layout.pp), seq, mtp_depth)),
       config_(config),
       batch_(batch),
       seq_(seq),

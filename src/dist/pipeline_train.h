@@ -2,10 +2,10 @@
 // pipeline, one optimizer step's micro-batches run through them by a schedule (1F1B, DualPipe,
 // DualPipeV: pipeline_schedule.h) on the pipeline executor (pipeline_run.h).
 //
-// Stages: with S stages (P, or 2P for DualPipeV) and L layers, layer l is in stage ⌊l·S/L⌋ — as equal
-// as whole layers allow, the remainder spread over the stages (as `dsv3 plan` assumes); the first
-// stage also embeds the tokens, the last runs the final norm, the head, the loss and the MTP modules
-// (train_step.h's ModelPart). DualPipe's rank r holds stage r of the downward pipe and stage P−1−r of
+// Stages: S stages (P, or 2P for DualPipeV) of consecutive layers, split so that the largest stage's
+// training FLOPs are as small as whole layers allow — the last stage also runs the final norm, the head,
+// the loss and the MTP modules, which in a small model weigh as much as several layers, so it gets fewer
+// layers; the first stage also embeds the tokens (train_step.h's ModelPart). DualPipe's rank r holds stage r of the downward pipe and stage P−1−r of
 // the upward one: two copies of every stage, the first half of the micro-batches down, the second up.
 // DualPipeV's rank r holds stages r and 2P−1−r.
 //
@@ -39,10 +39,14 @@
 
 namespace dsv3 {
 
-// The layers of each of `stages` stages.
-std::vector<ModelPart> pipeline_stage_parts(const ModelConfig& config, int64_t stages);
-// One line per stage: its layers, what else it holds and the pipeline ranks that run it.
-std::string describe_pipeline_stages(const ModelConfig& config, const ParallelLayout& layout);
+// The layers of each of `stages` stages: consecutive runs, each at least one layer, chosen to make the
+// largest stage's training FLOPs (part_train_flops, the head and MTP modules counted on the last
+// stage) as small as possible.
+std::vector<ModelPart> pipeline_stage_parts(const ModelConfig& config, int64_t stages, int64_t seq, int64_t mtp_depth);
+// One line per stage: its layers, its share of the FLOPs, what else it holds and the pipeline ranks
+// that run it.
+std::string describe_pipeline_stages(const ModelConfig& config, const ParallelLayout& layout, int64_t seq,
+                                     int64_t mtp_depth);
 
 class PipelineTrainer {
  public:

@@ -47,11 +47,12 @@ double attention_flops(const ModelConfig& c, int64_t seq) {
 
 }  // namespace
 
-double train_step_flops(const ModelConfig& c, int64_t batch, int64_t seq, int64_t mtp_depth) {
+double part_train_flops(const ModelConfig& c, const ModelPart& part, int64_t batch, int64_t seq, int64_t mtp_depth) {
   const double H = double(c.hidden_size), V = double(c.vocab_size);
   double flops = 0;
-  for (int64_t l = 0; l < c.num_hidden_layers; ++l)
+  for (int64_t l = part.first_layer; l < part.end_layer; ++l)
     flops += 6.0 * block_matmul_params(c, l) * double(batch * seq) + 3.0 * attention_flops(c, seq) * double(batch);
+  if (!part.last(c)) return flops;
   flops += 6.0 * V * H * double(batch * seq);
   for (int64_t k = 0; k < mtp_depth; ++k) {
     const int64_t sk = seq - 1 - k;
@@ -59,6 +60,10 @@ double train_step_flops(const ModelConfig& c, int64_t batch, int64_t seq, int64_
     flops += 6.0 * p * double(batch * sk) + 3.0 * attention_flops(c, sk) * double(batch);
   }
   return flops;
+}
+
+double train_step_flops(const ModelConfig& c, int64_t batch, int64_t seq, int64_t mtp_depth) {
+  return part_train_flops(c, ModelPart::whole(c), batch, seq, mtp_depth);
 }
 
 // ---- activations ----

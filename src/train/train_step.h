@@ -150,6 +150,10 @@ int64_t mtp_embedding_rows(int64_t batch, int64_t seq, int64_t mtp_depth);
 // the forward). Recomputation is not counted, as MFU convention has it.
 double train_step_flops(const ModelConfig& config, int64_t batch, int64_t seq, int64_t mtp_depth);
 
+// train_step_flops of one part of the model (its layers, and the head and MTP modules on the last part).
+double part_train_flops(const ModelConfig& config, const ModelPart& part, int64_t batch, int64_t seq,
+                        int64_t mtp_depth);
+
 // The MTP depth options.mtp_depth resolves to for this config (checked against num_nextn_predict_layers).
 int64_t resolve_mtp_depth(const ModelConfig& config, const TrainOptions& options);
 
