@@ -43,6 +43,7 @@ int main(int argc, char** argv) {
   add(dsv3::cli::add_export, app);
   add(dsv3::cli::add_plan, app);
   add(dsv3::cli::add_schedule, app);
+  add(dsv3::cli::add_tasks, app);
 
   try {
     app.parse(argc, argv);
