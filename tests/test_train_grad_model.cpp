@@ -373,6 +373,55 @@ TEST(TrainGradParts, PipelinePartsEqualTheWholeStep) {
   }
 }
 
+// Packed documents: two conversations in one row give the losses and gradients of the two run as rows
+// of their own (in double, to rounding): attention stays inside each, RoPE restarts, predictions across
+// the boundary and unmarked targets do not count.
+TEST(TrainGradDocuments, PackedDocumentsEqualSeparateSequences) {
+  const ModelConfig c = testing::tiny_v3_config();
+  TrainParams<double> params(c);
+  randomize(params, 31, 0.3);
+  const int64_t n = 6, m = 7, S = n + m - 1;
+  const std::vector<int32_t> a = random_tokens(n, c.vocab_size, 32), b = random_tokens(m, c.vocab_size, 33);
+  std::vector<int32_t> packed = a;
+  packed.insert(packed.end(), b.begin(), b.end());
+  for (const int64_t depth : {int64_t(0), int64_t(1)}) {
+    TrainOptions o;
+    o.mtp_depth = depth;
+    TrainActivations<double> pa(c, 1, S, depth), aa(c, 1, n - 1, depth), ba(c, 1, m - 1, depth);
+    pa.document_start.assign(size_t(n), 0);
+    pa.document_start.resize(size_t(n + m), int32_t(n));
+    pa.loss_mask.assign(size_t(n + m), 1);
+    TrainParams<double> gp(params.layout_ptr()), ga(params.layout_ptr()), gb(params.layout_ptr());
+    const StepStats sp = train_forward_backward(params, gp, pa, packed.data(), o);
+    const StepStats sa = train_forward_backward(params, ga, aa, a.data(), o);
+    const StepStats sb = train_forward_backward(params, gb, ba, b.data(), o);
+    EXPECT_EQ(sp.tokens, (n - 1) + (m - 1));
+    EXPECT_NEAR(sp.main_loss * double(sp.tokens), sa.main_loss * double(sa.tokens) + sb.main_loss * double(sb.tokens),
+                1e-9);
+    if (depth == 1) {  // MTP: n − 2 and m − 2 predictions
+      EXPECT_NEAR(sp.mtp_loss[0] * double(n + m - 4), sa.mtp_loss[0] * double(n - 2) + sb.mtp_loss[0] * double(m - 2),
+                  1e-9);
+      continue;
+    }
+    // Means over the counted targets: packed = (cA·gA + cB·gB) / (cA + cB).
+    double largest = 0;
+    for (int64_t i = 0; i < gp.size(); ++i) largest = std::max(largest, std::fabs(gp.data()[i]));
+    const double ca = double(sa.tokens), cb = double(sb.tokens);
+    for (int64_t i = 0; i < gp.size(); ++i)
+      ASSERT_NEAR(gp.data()[i], (ca * ga.data()[i] + cb * gb.data()[i]) / (ca + cb), 1e-9 * largest) << i;
+  }
+  // Unmarked targets do not count; a malformed document start is refused.
+  TrainActivations<double> pa(c, 1, S, 0);
+  pa.document_start.assign(size_t(n + m), 0);
+  pa.loss_mask.assign(size_t(n + m), 0);
+  pa.loss_mask[3] = pa.loss_mask[4] = 1;
+  TrainOptions o;
+  o.mtp_depth = 0;
+  EXPECT_EQ(train_forward(params, pa, packed.data(), o).tokens, 2);
+  pa.document_start[5] = 2;
+  EXPECT_THROW(train_forward(params, pa, packed.data(), o), Error);
+}
+
 TEST(TrainGradDeterminism, RejectsBadInputs) {
   const ModelConfig c = model_grad_config();
   TrainParams<float> params(c);

@@ -26,9 +26,10 @@ double softmax_ce(T* logits, int64_t rows, int64_t vocab, const int32_t* targets
     for (int64_t r = b; r < e; ++r) {
       T* l = logits + r * vocab;
       const int64_t arg = std::max_element(l, l + vocab) - l;
-      const double margin = double(l[arg]) - double(l[targets[r]]);
+      const bool counted = targets[r] != kIgnoredTarget;
+      const double margin = counted ? double(l[arg]) - double(l[targets[r]]) : 0.0;
       softmax_row(l, vocab);
-      ce[size_t(r)] = margin - std::log(double(l[arg]));
+      ce[size_t(r)] = counted ? margin - std::log(double(l[arg])) : 0.0;
     }
   });
   double sum = 0;
@@ -38,7 +39,8 @@ double softmax_ce(T* logits, int64_t rows, int64_t vocab, const int32_t* targets
 
 void check_targets(const int32_t* targets, int64_t rows, int64_t vocab) {
   for (int64_t r = 0; r < rows; ++r)
-    DSV3_CHECK(targets[r] >= 0 && targets[r] < vocab, "[train] target token ", targets[r], " at row ", r,
+    DSV3_CHECK((targets[r] >= 0 && targets[r] < vocab) || targets[r] == kIgnoredTarget, "[train] target token ",
+               targets[r], " at row ", r,
                " is outside the vocabulary [0, ", vocab, ")");
 }
 
@@ -80,6 +82,10 @@ double head_loss_forward_backward(const T* h, const T* head, int64_t rows, int64
     parallel_for(m, 4, [&](int64_t b, int64_t e) {
       for (int64_t r = b; r < e; ++r) {
         T* l = logits + r * vocab;
+        if (targets[r0 + r] == kIgnoredTarget) {
+          std::fill(l, l + vocab, T(0));
+          continue;
+        }
         l[targets[r0 + r]] -= T(1);
         for (int64_t i = 0; i < vocab; ++i) l[i] *= scale;
       }

@@ -10,8 +10,12 @@
 
 namespace dsv3 {
 
-// Σ_r CE_r over `rows` rows of h [rows, H] (the final-norm output), head [V, H]. logits (optional,
-// [rows, V]) receives the logits.
+// A target that does not count (dsv3 sft's prompt tokens, positions across a document boundary): its
+// row adds nothing to the sum and gets no gradient.
+constexpr int32_t kIgnoredTarget = -1;
+
+// Σ_r CE_r over `rows` rows of h [rows, H] (the final-norm output), head [V, H], rows whose target is
+// kIgnoredTarget left out. logits (optional, [rows, V]) receives the logits.
 template <typename T>
 double head_loss_forward(const T* h, const T* head, int64_t rows, int64_t hidden, int64_t vocab,
                          const int32_t* targets, Workspace<T>& ws, T* logits = nullptr);

@@ -57,7 +57,7 @@ Projected<T> project(const ModelConfig& c, const Dims& d, const AttnParams<T>& w
   } else {
     linear_forward(ws, x, w.q_proj, n, d.hidden, d.q_width, p.q);
   }
-  rope_forward(p.q + d.nope, n, ctx.shape.seq, d.heads, d.q_width, d.qk, *ctx.rope);
+  rope_forward(p.q + d.nope, n, ctx.shape.seq, d.heads, d.q_width, d.qk, *ctx.rope, ctx.segment_start);
 
   p.c_kv = ws.take(n * d.kv_lora);
   rmsnorm_forward(saved.kv_a, d.kv_a_width, w.kv_a_layernorm, n, d.kv_lora, eps, p.c_kv, d.kv_lora);
@@ -73,7 +73,7 @@ Projected<T> project(const ModelConfig& c, const Dims& d, const AttnParams<T>& w
                     size_t(d.nope) * sizeof(T));
     }
   });
-  rope_forward(p.k + d.nope, n, ctx.shape.seq, 1, d.q_width, d.qk, *ctx.rope);
+  rope_forward(p.k + d.nope, n, ctx.shape.seq, 1, d.q_width, d.qk, *ctx.rope, ctx.segment_start);
   parallel_for(n, 16, [&](int64_t b, int64_t e) {
     for (int64_t r = b; r < e; ++r)
       for (int64_t h = 1; h < d.heads; ++h)
@@ -115,13 +115,17 @@ KeptOperand<T> rounded_block(ComputePrecision precision, const T* x, int64_t row
 
 // P[i, 0..r1) = causal softmax(scale · q_i · K[0..r1)ᵀ) for query rows i in [r0, r1), row i - r0 of p
 // (stride seq); entries above the diagonal are zero.
+// With packed documents (start: the sequence's AttentionContext::segment_start), row i covers only
+// [start[i], i] and is zero before it.
 template <typename T>
 void block_probs(ComputePrecision precision, const KeptOperand<T>& q, const KeptOperand<T>& k, int64_t r0, int64_t r1,
-                 int64_t seq, int64_t qk, double scale, T* p) {
+                 int64_t seq, int64_t qk, double scale, const int32_t* start, T* p) {
   kept_gemm(precision, Trans::no, Trans::yes, r1 - r0, r1, qk, T(scale), q.at(r0 * q.ld), k, T(0), p, seq);
   for (int64_t i = r0; i < r1; ++i) {
     T* row = p + (i - r0) * seq;
-    softmax_row(row, i + 1);
+    const int64_t s0 = start ? start[i] : 0;
+    std::fill(row, row + s0, T(0));
+    softmax_row(row + s0, i + 1 - s0);
     std::fill(row + i + 1, row + r1, T(0));
   }
 }
@@ -129,11 +133,11 @@ void block_probs(ComputePrecision precision, const KeptOperand<T>& q, const Kept
 // o[0..seq) = P · V for one item (o has stride ldo).
 template <typename T>
 void attention_item_forward(ComputePrecision precision, const KeptOperand<T>& q, const KeptOperand<T>& k,
-                            const KeptOperand<T>& v, int64_t seq, int64_t qk, int64_t dv, double scale, T* p, T* o,
-                            int64_t ldo) {
+                            const KeptOperand<T>& v, int64_t seq, int64_t qk, int64_t dv, double scale,
+                            const int32_t* start, T* p, T* o, int64_t ldo) {
   for (int64_t r0 = 0; r0 < seq; r0 += kQueryBlock) {
     const int64_t r1 = std::min(seq, r0 + kQueryBlock);
-    block_probs(precision, q, k, r0, r1, seq, qk, scale, p);
+    block_probs(precision, q, k, r0, r1, seq, qk, scale, start, p);
     kept_gemm(precision, Trans::no, Trans::no, r1 - r0, dv, r1, T(1), rounded_block(precision, p, r1 - r0, r1, seq, 0),
               v, T(0), o + r0 * ldo, ldo);
   }
@@ -145,11 +149,11 @@ void attention_item_forward(ComputePrecision precision, const KeptOperand<T>& q,
 template <typename T>
 void attention_item_backward(ComputePrecision precision, const KeptOperand<T>& q, const KeptOperand<T>& k,
                              const KeptOperand<T>& v, const KeptOperand<T>& d_o, const T* o, int64_t ldo, int64_t seq,
-                             int64_t qk, int64_t dv, double scale, T* p, T* ds, T* dq, T* dk, int64_t ldqk, T* dvv,
-                             int64_t ldv) {
+                             int64_t qk, int64_t dv, double scale, const int32_t* start, T* p, T* ds, T* dq, T* dk,
+                             int64_t ldqk, T* dvv, int64_t ldv) {
   for (int64_t r0 = 0; r0 < seq; r0 += kQueryBlock) {
     const int64_t r1 = std::min(seq, r0 + kQueryBlock), rows = r1 - r0;
-    block_probs(precision, q, k, r0, r1, seq, qk, scale, p);
+    block_probs(precision, q, k, r0, r1, seq, qk, scale, start, p);
     kept_gemm(precision, Trans::no, Trans::yes, rows, r1, dv, T(1), d_o.at(r0 * d_o.ld), v, T(0), ds, seq);
     for (int64_t i = r0; i < r1; ++i) {
       const T row_dot = dot(d_o.values + i * d_o.ld, o + i * ldo, dv);
@@ -202,7 +206,8 @@ void mla_forward(const ModelConfig& c, const AttnParams<T>& w, const AttentionCo
     const int64_t row0 = b * seq;
     attention_item_forward(precision, q_all.at(row0 * d.q_width + h * d.qk), k_all.at(row0 * d.q_width + h * d.qk),
                            kvb_all.at(row0 * d.kvb_width + h * (d.nope + d.v) + d.nope), seq, d.qk, d.v,
-                           ctx.softmax_scale, probs + int64_t(thread) * kQueryBlock * seq,
+                           ctx.softmax_scale, ctx.segment_start ? ctx.segment_start + row0 : nullptr,
+                           probs + int64_t(thread) * kQueryBlock * seq,
                            saved.o + row0 * d.o_width + h * d.v, d.o_width);
   });
   linear_forward(ws, saved.o, w.o_proj, n, d.o_width, d.hidden, out);
@@ -241,7 +246,8 @@ void mla_backward(const ModelConfig& c, const AttnParams<T>& w, const AttnParams
       attention_item_backward(precision, q_all.at(row0 * d.q_width + h * d.qk), k_all.at(row0 * d.q_width + h * d.qk),
                               kvb_all.at(row0 * d.kvb_width + h * (d.nope + d.v) + d.nope),
                               d_o_all.at(row0 * d.o_width + h * d.v), saved.o + row0 * d.o_width + h * d.v, d.o_width,
-                              seq, d.qk, d.v, ctx.softmax_scale, pr, pr + kQueryBlock * seq,
+                              seq, d.qk, d.v, ctx.softmax_scale, ctx.segment_start ? ctx.segment_start + row0 : nullptr,
+                              pr, pr + kQueryBlock * seq,
                               dq + row0 * d.q_width + h * d.qk, dk + row0 * d.q_width + h * d.qk, d.q_width,
                               dkvb + row0 * d.kvb_width + h * (d.nope + d.v) + d.nope, d.kvb_width);
     });
@@ -260,8 +266,8 @@ void mla_backward(const ModelConfig& c, const AttnParams<T>& w, const AttnParams
       }
     }
   });
-  rope_backward(dkv_a + d.kv_lora, n, seq, 1, d.kv_a_width, d.kv_a_width, *ctx.rope);
-  rope_backward(dq + d.nope, n, seq, d.heads, d.q_width, d.qk, *ctx.rope);
+  rope_backward(dkv_a + d.kv_lora, n, seq, 1, d.kv_a_width, d.kv_a_width, *ctx.rope, ctx.segment_start);
+  rope_backward(dq + d.nope, n, seq, d.heads, d.q_width, d.qk, *ctx.rope, ctx.segment_start);
 
   // KV path: kv_b_proj, kv_a_layernorm, kv_a_proj_with_mqa.
   T* dc_kv = ws.take(n * d.kv_lora);

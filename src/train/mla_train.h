@@ -36,6 +36,10 @@ struct AttentionContext {
   SeqShape shape;
   const RopeTable* rope = nullptr;  // covers shape.seq positions
   double softmax_scale = 1.0;
+  // Packed documents (null: one per sequence): per row b·seq + t, the position where its document
+  // starts in the sequence. Position t then attends to [start, t] only, and its RoPE position is
+  // t − start, as if each document were a sequence of its own.
+  const int32_t* segment_start = nullptr;
 };
 
 // x: [rows, H] (input_layernorm output) -> out: [rows, H] (written).

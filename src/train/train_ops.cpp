@@ -337,13 +337,14 @@ namespace {
 
 template <typename T>
 void rope_apply(T* x, int64_t rows, int64_t seq, int64_t vectors, int64_t row_stride, int64_t vector_stride,
-                const RopeTable& rope, bool transpose) {
+                const RopeTable& rope, const int32_t* segment_start, bool transpose) {
   DSV3_CHECK(seq <= rope.positions, "[train] RoPE table covers ", rope.positions, " positions, sequence has ", seq);
   const int64_t half = rope.half;
   parallel_for(rows, 16, [&](int64_t b, int64_t e) {
     for (int64_t r = b; r < e; ++r) {
-      const float* cs = rope.cos.data() + (r % seq) * half;
-      const float* sn = rope.sin.data() + (r % seq) * half;
+      const int64_t position = r % seq - (segment_start ? segment_start[r] : 0);
+      const float* cs = rope.cos.data() + position * half;
+      const float* sn = rope.sin.data() + position * half;
       for (int64_t j = 0; j < vectors; ++j) {
         T* v = x + r * row_stride + j * vector_stride;
         for (int64_t i = 0; i < half; ++i) {
@@ -361,14 +362,14 @@ void rope_apply(T* x, int64_t rows, int64_t seq, int64_t vectors, int64_t row_st
 
 template <typename T>
 void rope_forward(T* x, int64_t rows, int64_t seq, int64_t vectors, int64_t row_stride, int64_t vector_stride,
-                  const RopeTable& rope) {
-  rope_apply(x, rows, seq, vectors, row_stride, vector_stride, rope, false);
+                  const RopeTable& rope, const int32_t* segment_start) {
+  rope_apply(x, rows, seq, vectors, row_stride, vector_stride, rope, segment_start, false);
 }
 
 template <typename T>
 void rope_backward(T* dx, int64_t rows, int64_t seq, int64_t vectors, int64_t row_stride, int64_t vector_stride,
-                   const RopeTable& rope) {
-  rope_apply(dx, rows, seq, vectors, row_stride, vector_stride, rope, true);
+                   const RopeTable& rope, const int32_t* segment_start) {
+  rope_apply(dx, rows, seq, vectors, row_stride, vector_stride, rope, segment_start, true);
 }
 
 // ---- SwiGLU ----
@@ -451,8 +452,8 @@ T dot(const T* a, const T* b, int64_t n) {
                                  int64_t, T*);                                                                     \
   template void embedding_forward(const T*, int64_t, int64_t, const int32_t*, int64_t, T*);                        \
   template void embedding_backward(int64_t, int64_t, const int32_t*, int64_t, const T*, T*);                       \
-  template void rope_forward(T*, int64_t, int64_t, int64_t, int64_t, int64_t, const RopeTable&);                   \
-  template void rope_backward(T*, int64_t, int64_t, int64_t, int64_t, int64_t, const RopeTable&);                  \
+  template void rope_forward(T*, int64_t, int64_t, int64_t, int64_t, int64_t, const RopeTable&, const int32_t*);  \
+  template void rope_backward(T*, int64_t, int64_t, int64_t, int64_t, int64_t, const RopeTable&, const int32_t*); \
   template void swiglu_forward(const T*, const T*, int64_t, T*);                                                   \
   template void swiglu_backward(const T*, const T*, const T*, int64_t, T*, T*);                                    \
   template void softmax_row(T*, int64_t);                                                                          \

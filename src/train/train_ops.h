@@ -170,14 +170,15 @@ void embedding_backward(int64_t vocab, int64_t dim, const int32_t* tokens, int64
 
 // ---- RoPE on interleaved pairs (model/rope.h), in place ----
 // x holds `rows` rows of `vectors` vectors of rope_dim = 2·half values; vector j of row r starts at
-// x + r·row_stride + j·vector_stride and is at position r % seq. forward rotates by +angle; backward
-// applies the transpose (the gradient of the rotation): rotation by -angle, same amplitude.
+// x + r·row_stride + j·vector_stride and is at position r % seq, less segment_start[r] when given (packed
+// documents: mla_train.h's AttentionContext). forward rotates by +angle; backward applies the transpose
+// (the gradient of the rotation): rotation by -angle, same amplitude.
 template <typename T>
 void rope_forward(T* x, int64_t rows, int64_t seq, int64_t vectors, int64_t row_stride, int64_t vector_stride,
-                  const RopeTable& rope);
+                  const RopeTable& rope, const int32_t* segment_start = nullptr);
 template <typename T>
 void rope_backward(T* dx, int64_t rows, int64_t seq, int64_t vectors, int64_t row_stride, int64_t vector_stride,
-                   const RopeTable& rope);
+                   const RopeTable& rope, const int32_t* segment_start = nullptr);
 
 // ---- SwiGLU gating: h = silu(g) ⊙ u ----
 template <typename T>

@@ -171,6 +171,8 @@ TrainActivations<T>::TrainActivations(const ModelConfig& config, int64_t batch, 
     if (block.moe.scores) block.moe.remote = &moe_remote_.emplace_back();
   for (Mtp& m : mtp)
     if (m.block.moe.scores) m.block.moe.remote = &moe_remote_.emplace_back();
+  segment_starts.emplace_back(size_t(batch * seq));
+  for (const Mtp& m : mtp) segment_starts.emplace_back(size_t(m.shape.rows()));
 }
 
 template <typename T>
@@ -202,6 +204,14 @@ template <typename T>
 void zero(T* p, int64_t n) {
   std::fill(p, p + n, T(0));
 }
+
+int64_t counted_targets(const int32_t* targets, int64_t n) {
+  return n - std::count(targets, targets + n, kIgnoredTarget);
+}
+
+// 1 / (targets that count), the weight of each in a mean; 0 when none does.
+double per_target(int64_t counted) { return counted > 0 ? 1.0 / double(counted) : 0.0; }
+double mean_over(double sum, int64_t counted) { return counted > 0 ? sum / double(counted) : 0.0; }
 
 template <typename T>
 void add_loads(const ModelConfig& c, int64_t layer, const BlockSaved<T>& s, StepStats& stats) {
@@ -265,6 +275,34 @@ void prepare_part(TrainParams<T>& params, TrainParams<T>* grads, TrainActivation
         m.targets[b * Sk + t] = tokens[b * (S + 1) + t + 2 + k];
       }
   }
+  if (a.document_start.empty()) return;
+  // Packed documents: a prediction counts when its target is marked and in the predicting position's
+  // document; each position attends inside its document.
+  DSV3_CHECK(int64_t(a.document_start.size()) == B * (S + 1) && int64_t(a.loss_mask.size()) == B * (S + 1),
+             "[train] document starts and loss mask must hold batch × (seq + 1) = ", B * (S + 1), " entries");
+  for (int64_t b = 0; b < B; ++b) {
+    const int32_t* start = a.document_start.data() + b * (S + 1);
+    const uint8_t* mask = a.loss_mask.data() + b * (S + 1);
+    for (int64_t t = 0; t <= S; ++t)
+      DSV3_CHECK(start[t] >= 0 && start[t] <= t && (t == 0 || start[t] == start[t - 1] || start[t] == t),
+                 "[train] document start ", start[t], " at position ", t, " of row ", b, " is not a document's first "
+                 "position");
+    const auto target = [&](int64_t from, int64_t to, int32_t token) {
+      return mask[to] && start[to] == start[from] ? token : kIgnoredTarget;
+    };
+    for (int64_t t = 0; t < S; ++t) {
+      a.segment_starts[0][size_t(b * S + t)] = start[t];
+      a.targets[b * S + t] = target(t, t + 1, a.targets[b * S + t]);
+    }
+    for (int64_t k = 0; k < D; ++k) {
+      typename TrainActivations<T>::Mtp& m = a.mtp[size_t(k)];
+      const int64_t Sk = m.shape.seq;
+      for (int64_t t = 0; t < Sk; ++t) {
+        a.segment_starts[size_t(k + 1)][size_t(b * Sk + t)] = start[t];
+        m.targets[b * Sk + t] = target(t, t + 2 + k, m.targets[b * Sk + t]);
+      }
+    }
+  }
 }
 
 template <typename T>
@@ -286,9 +324,9 @@ StepStats part_forward(TrainParams<T>& params, TrainParams<T>* grads, TrainActiv
   if (grads) G = model_params(*grads);
 
   StepStats stats;
-  stats.tokens = rows;
+  stats.tokens = rows;  // the targets that count, once the last part knows them
   stats.balance_loss = balance_in;
-  const AttentionContext ctx{shape, &a.rope, attention_softmax_scale(c)};
+  const AttentionContext ctx{shape, &a.rope, attention_softmax_scale(c), a.segment_start(-1)};
   if (part.first())
     embedding_forward(P.embed_tokens, V, H, a.inputs, rows, a.x[0]);
   else
@@ -304,14 +342,17 @@ StepStats part_forward(TrainParams<T>& params, TrainParams<T>* grads, TrainActiv
   }
   rmsnorm_forward(a.x[size_t(L)], H, P.norm, rows, H, eps, a.hidden, H);
   double ce_sum;
+  // The mean over the targets that count: all of them, except where packed documents leave some out.
+  const int64_t counted = counted_targets(a.targets, rows);
+  stats.tokens = counted;
   if (grads) {
     zero(a.dhidden, rows * H);
-    ce_sum = head_loss_forward_backward(a.hidden, P.lm_head, rows, H, V, a.targets, 1.0 / double(rows), ws, a.dhidden,
-                                        G.lm_head);
+    ce_sum = head_loss_forward_backward(a.hidden, P.lm_head, rows, H, V, a.targets, per_target(counted), ws,
+                                        a.dhidden, G.lm_head);
   } else {
     ce_sum = head_loss_forward(a.hidden, P.lm_head, rows, H, V, a.targets, ws, logits);
   }
-  stats.main_loss = ce_sum / double(rows);
+  stats.main_loss = mean_over(ce_sum, counted);
 
   // MTP modules: forward, and the head's gradient down to dx_out (backward of the rest follows).
   for (int64_t k = 0; k < D; ++k) {
@@ -328,24 +369,25 @@ StepStats part_forward(TrainParams<T>& params, TrainParams<T>* grads, TrainActiv
       embedding_forward(mp.embed_tokens, V, H, m.inputs, rk, emb);
       mtp_input_forward(c, mp, emb, m.h_in, rk, ws, m.x_in);
     }
-    const AttentionContext ctx_k{m.shape, &a.rope, ctx.softmax_scale};
+    const AttentionContext ctx_k{m.shape, &a.rope, ctx.softmax_scale, a.segment_start(k)};
     stats.balance_loss += block_forward(c, mp.block, ctx_k, o.moe, m.x_in, m.block, ws, m.x_out);
     add_loads(c, L + k, m.block, stats);
     typename Workspace<T>::Scope inner(ws);
     T* h = ws.take(rk * H);
     rmsnorm_forward(m.x_out, H, mp.shared_head_norm, rk, H, eps, h, H);
+    const int64_t ck = counted_targets(m.targets, rk);
     double ce_k;
     if (grads) {
       T* dh = ws.take(rk * H);
       zero(dh, rk * H);
-      ce_k = head_loss_forward_backward(h, mp.shared_head, rk, H, V, m.targets, o.mtp_lambda / double(D * rk), ws, dh,
+      ce_k = head_loss_forward_backward(h, mp.shared_head, rk, H, V, m.targets, ck > 0 ? o.mtp_lambda / double(D * ck) : 0.0, ws, dh,
                                         G.mtp[size_t(k)].shared_head);
       zero(m.dx_out, rk * H);
       rmsnorm_backward(m.x_out, H, mp.shared_head_norm, dh, H, rk, H, eps, m.dx_out, H, G.mtp[size_t(k)].shared_head_norm);
     } else {
       ce_k = head_loss_forward(h, mp.shared_head, rk, H, V, m.targets, ws);
     }
-    stats.mtp_loss.push_back(ce_k / double(rk));
+    stats.mtp_loss.push_back(mean_over(ce_k, ck));
   }
   stats.loss = stats.main_loss + stats.balance_loss;
   for (double l : stats.mtp_loss) stats.loss += o.mtp_lambda / double(D) * l;
@@ -367,7 +409,7 @@ void part_backward(TrainParams<T>& params, TrainParams<T>& grads, TrainActivatio
   typename Workspace<T>::Scope scope(ws);
   ModelParams<T> P = model_params(params);
   ModelParams<T> G = model_params(grads);
-  const AttentionContext ctx{shape, &a.rope, attention_softmax_scale(c)};
+  const AttentionContext ctx{shape, &a.rope, attention_softmax_scale(c), a.segment_start(-1)};
   // Where MTP module k's embedding gradient rows sit in mtp_demb: after those of modules k+1 … D−1, in
   // the order the backward produces them.
   const auto demb_rows = [&](int64_t k) {
@@ -383,7 +425,7 @@ void part_backward(TrainParams<T>& params, TrainParams<T>& grads, TrainActivatio
       const MtpParams<T>& mp = P.mtp[size_t(k)];
       MtpParams<T>& mg = G.mtp[size_t(k)];
       const int64_t Sk = m.shape.seq, rk = m.shape.rows();
-      const AttentionContext ctx_k{m.shape, &a.rope, ctx.softmax_scale};
+      const AttentionContext ctx_k{m.shape, &a.rope, ctx.softmax_scale, a.segment_start(k)};
       block_backward(c, mp.block, mg.block, ctx_k, o.moe, m.x_in, m.block, ws, m.dx_out);
       typename Workspace<T>::Scope inner(ws);
       T* emb = ws.take(rk * H);

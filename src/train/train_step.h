@@ -88,6 +88,19 @@ class TrainActivations {
   std::vector<Mtp> mtp;
   RopeTable rope;
   Workspace<T> ws;
+  // Packed documents (dsv3 sft; empty for pretraining), per token of the batch [batch, seq + 1]: the
+  // position in its row where its document starts, and whether predicting it counts in the loss. Each
+  // position then attends inside its document with RoPE positions counted from the document's start, and
+  // a prediction (main model or MTP module) counts only when its target is marked and in the predicting
+  // position's document; the losses are means over the predictions that count.
+  std::vector<int32_t> document_start;
+  std::vector<uint8_t> loss_mask;
+  // The attention's segment starts per row of the main model (k = −1) and of MTP module k (null
+  // without documents); filled from document_start at each step.
+  const int32_t* segment_start(int64_t k) const {
+    return document_start.empty() ? nullptr : segment_starts[size_t(k + 1)].data();
+  }
+  std::vector<std::vector<int32_t>> segment_starts;
   std::vector<uint16_t> weights_bf16;  // the parameters rounded to bf16 at the start of a bf16/fp8 step
   std::shared_ptr<Fp8Weights> fp8_weights;  // the projection weights in FP8, made at the start of an fp8 step
 
