@@ -74,10 +74,10 @@ std::string describe_pipeline_stages(const ModelConfig& c, const ParallelLayout&
 class PipelineTrainer::Work final : public PipelineWork {
  public:
   Work(PipelineTrainer& owner, TrainParams<float>& params, const TrainOptions& options,
-       const std::function<void(int64_t, std::vector<int32_t>&)>& tokens_of,
+       const std::function<void(int64_t, TrainBatch&)>& batch_of,
        const std::vector<TrainParams<float>*>& grads, std::vector<std::optional<StepStats>>& stats,
        std::map<int64_t, std::vector<int64_t>>& loads)
-      : o_(owner), params_(params), options_(options), tokens_of_(tokens_of), grads_(grads), stats_(stats),
+      : o_(owner), params_(params), options_(options), batch_of_(batch_of), grads_(grads), stats_(stats),
         loads_(loads) {
     rows_ = o_.batch_ * o_.seq_;
     H_ = o_.config_.hidden_size;
@@ -92,11 +92,13 @@ class PipelineTrainer::Work final : public PipelineWork {
     const int64_t m = micro_batch(at.pipe, mb);
     const ModelPart& part = o_.parts_[size_t(at.stage)];
     TrainActivations<float>& acts = acquire({phase, m});
-    std::vector<int32_t>& tokens = tokens_[{phase, m}];
-    tokens_of_(m, tokens);
+    TrainBatch& batch = batches_[{phase, m}];
+    batch_of_(m, batch);
+    acts.document_start = batch.document_start;
+    acts.loss_mask = batch.loss_mask;
     double balance_in = 0;
     if (in) std::memcpy(&balance_in, static_cast<const char*>(in) + rows_ * H_ * sizeof(float), sizeof(double));
-    const StepStats st = train_part_forward(params_, *grads_[size_t(m)], acts, tokens.data(), options_, part,
+    const StepStats st = train_part_forward(params_, *grads_[size_t(m)], acts, batch.tokens.data(), options_, part,
                                             static_cast<const float*>(in), balance_in, static_cast<float*>(out));
     for (size_t i = 0; i < st.moe_layers.size(); ++i) {
       std::vector<int64_t>& sum = loads_[st.moe_layers[i]];
@@ -149,19 +151,19 @@ class PipelineTrainer::Work final : public PipelineWork {
   void release(InFlight at) {
     o_.free_activations_.push_back(std::move(active_.at(at)));
     active_.erase(at);
-    tokens_.erase(at);
+    batches_.erase(at);
   }
 
   PipelineTrainer& o_;
   TrainParams<float>& params_;
   const TrainOptions& options_;
-  const std::function<void(int64_t, std::vector<int32_t>&)>& tokens_of_;
+  const std::function<void(int64_t, TrainBatch&)>& batch_of_;
   const std::vector<TrainParams<float>*>& grads_;
   std::vector<std::optional<StepStats>>& stats_;
   std::map<int64_t, std::vector<int64_t>>& loads_;
   int64_t rows_ = 0, H_ = 0, demb_rows_ = 0;
   std::map<InFlight, std::unique_ptr<TrainActivations<float>>> active_;
-  std::map<InFlight, std::vector<int32_t>> tokens_;
+  std::map<InFlight, TrainBatch> batches_;
 };
 
 PipelineTrainer::PipelineTrainer(const Comm& world, const ParallelLayout& layout, const ModelConfig& config,
@@ -189,7 +191,7 @@ std::vector<ModelPart> PipelineTrainer::parts_here() const {
 }
 
 void PipelineTrainer::run(TrainParams<float>& params, const TrainOptions& options,
-                          const std::function<void(int64_t, std::vector<int32_t>&)>& tokens_of,
+                          const std::function<void(int64_t, TrainBatch&)>& batch_of,
                           const std::vector<TrainParams<float>*>& grads, std::vector<std::optional<StepStats>>& stats,
                           std::map<int64_t, std::vector<int64_t>>& loads, TraceRecorder& trace) {
   const int64_t M = schedule_.micro_batches;
@@ -197,7 +199,7 @@ void PipelineTrainer::run(TrainParams<float>& params, const TrainOptions& option
   for (TrainParams<float>* g : grads) g->zero();
   stats.assign(size_t(M), std::nullopt);
   loads.clear();
-  Work work(*this, params, options, tokens_of, grads, stats, loads);
+  Work work(*this, params, options, batch_of, grads, stats, loads);
   run_pipeline(comm_, schedule_, work, trace);
 }
 

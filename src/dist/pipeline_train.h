@@ -36,6 +36,7 @@
 #include "dist/layout.h"
 #include "dist/pipeline_schedule.h"
 #include "train/train_step.h"
+#include "train/training_data.h"
 
 namespace dsv3 {
 
@@ -60,11 +61,11 @@ class PipelineTrainer {
   // The parts this rank holds (one, or two for DualPipe and DualPipeV), for the layout's description.
   std::vector<ModelPart> parts_here() const;
 
-  // One step: micro-batch m (0 … M−1 of this pipeline) reads tokens_of(m); grads[m] (zeroed here)
+  // One step: micro-batch m (0 … M−1 of this pipeline) is batch_of(m); grads[m] (zeroed here)
   // receives this rank's share of its gradient; stats[m] is set where this rank ran its last stage;
   // loads (keyed by layer, summed over the micro-batches) get the expert loads of this rank's MoE layers.
   void run(TrainParams<float>& params, const TrainOptions& options,
-           const std::function<void(int64_t m, std::vector<int32_t>& tokens)>& tokens_of,
+           const std::function<void(int64_t m, TrainBatch& batch)>& batch_of,
            const std::vector<TrainParams<float>*>& grads, std::vector<std::optional<StepStats>>& stats,
            std::map<int64_t, std::vector<int64_t>>& loads, TraceRecorder& trace);
 

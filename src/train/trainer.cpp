@@ -20,6 +20,7 @@
 #include "dist/pipeline_train.h"
 #include "dist/zero1.h"
 #include "train/token_shards.h"
+#include "train/training_data.h"
 
 namespace dsv3 {
 
@@ -224,17 +225,14 @@ void write_text_file(const std::string& path, const std::string& content) {
   DSV3_CHECK(out.good(), "[train] cannot write ", path);
 }
 
-// The tokenizer a checkpoint should carry: the one given, else the shards' own when it still has the
-// fingerprint recorded at tokenization time. Empty when neither is available.
-std::string checkpoint_tokenizer(const TokenShards& shards, const std::string& given) {
+// The tokenizer a checkpoint should carry: the one given, else the data's own (train/training_data.h).
+// Empty when neither is available.
+std::string checkpoint_tokenizer(const TrainingData& data, const std::string& given) {
   if (!given.empty()) {
     DSV3_CHECK(fs::is_regular_file(given), "[train] tokenizer ", given, " does not exist");
     return given;
   }
-  const TokenShardsManifest& m = shards.manifest();
-  if (m.tokenizer_path.empty() || !fs::is_regular_file(m.tokenizer_path)) return "";
-  if (!m.tokenizer_hash.empty() && file_fingerprint(m.tokenizer_path) != m.tokenizer_hash) return "";
-  return m.tokenizer_path;
+  return data.tokenizer_path();
 }
 
 }  // namespace
@@ -242,7 +240,7 @@ std::string checkpoint_tokenizer(const TokenShards& shards, const std::string& g
 struct Trainer::Impl {
   TrainRunOptions options;
   TrainerPaths paths;
-  TokenShards shards;
+  std::unique_ptr<TrainingData> data;
   std::string tokenizer;
   TrainParams<float> params;
   TrainParams<float> grads;
@@ -260,10 +258,10 @@ struct Trainer::Impl {
   int64_t tokens = 0;  // training tokens seen (main-model targets)
   double elapsed_s = 0;
 
-  Impl(const TrainRunOptions& o, const TrainerPaths& p, TokenShards s)
+  Impl(const TrainRunOptions& o, const TrainerPaths& p, std::unique_ptr<TrainingData> d)
       : options(o),
         paths(p),
-        shards(std::move(s)),
+        data(std::move(d)),
         params(o.config),
         grads(params.layout_ptr()),
         comm(Comm::world()),
@@ -275,13 +273,17 @@ struct Trainer::Impl {
 
 namespace {
 
-void check_data(const TrainRunOptions& o, const TokenShards& shards) {
-  DSV3_CHECK(shards.vocab_size() <= o.config.vocab_size, "[train] the token shards in ", shards.dir(),
-             " use a vocabulary of ", shards.vocab_size(), " ids but the model has vocab_size ", o.config.vocab_size,
+void check_data(const TrainRunOptions& o, const TrainingData& data) {
+  DSV3_CHECK(data.vocab_size() <= o.config.vocab_size, "[train] the data in ", data.path(), " uses a vocabulary of ",
+             data.vocab_size(), " ids but the model has vocab_size ", o.config.vocab_size,
              ": train a tokenizer with --vocab-size ", o.config.vocab_size, " or pick a matching preset");
-  const int64_t n = shards.num_tokens(TokenSplit::train);
-  DSV3_CHECK(n > o.seq_len + 1, "[train] the train split of ", shards.dir(), " has ", n,
-             " tokens, fewer than one sequence of ", o.seq_len + 1);
+  data.check_fits(o.seq_len);
+}
+
+// The batch's packed documents into the activations (none for token shards).
+void use_batch(const TrainBatch& batch, TrainActivations<float>& acts) {
+  acts.document_start = batch.document_start;
+  acts.loss_mask = batch.loss_mask;
 }
 
 // Opens the metrics file for a run at `step`: lines of steps after it (a run that went on past its last
@@ -319,12 +321,13 @@ Trainer::Trainer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Trainer::Trainer(Trainer&&) noexcept = default;
 Trainer::~Trainer() = default;
 
-Trainer::Trainer(const TrainRunOptions& options, const TrainerPaths& paths, const std::string& init_dir) {
+Trainer::Trainer(const TrainRunOptions& options, const TrainerPaths& paths, const std::string& init_dir,
+                 const TrainingDataOpener& open_data) {
   options.validate();
-  TokenShards shards = TokenShards::open(paths.data_dir);
-  check_data(options, shards);
-  impl_ = std::make_unique<Impl>(options, paths, std::move(shards));
-  impl_->tokenizer = checkpoint_tokenizer(impl_->shards, paths.tokenizer);
+  std::unique_ptr<TrainingData> data = open_data(paths.data_format, paths.data_dir);
+  check_data(options, *data);
+  impl_ = std::make_unique<Impl>(options, paths, std::move(data));
+  impl_->tokenizer = checkpoint_tokenizer(*impl_->data, paths.tokenizer);
   if (init_dir.empty()) {
     TrainInitOptions init;
     init.init_std = options.init_std;
@@ -334,7 +337,7 @@ Trainer::Trainer(const TrainRunOptions& options, const TrainerPaths& paths, cons
   }
 }
 
-Trainer Trainer::resume(const std::string& dir, const TrainerPaths& given) {
+Trainer Trainer::resume(const std::string& dir, const TrainerPaths& given, const TrainingDataOpener& open_data) {
   const std::string state_path = dir + "/" + kStateFile;
   DSV3_CHECK(fs::is_regular_file(state_path), "[train] ", dir, " has no ", kStateFile,
              ": it is not a checkpoint written by dsv3 train");
@@ -345,10 +348,11 @@ Trainer Trainer::resume(const std::string& dir, const TrainerPaths& given) {
   TrainerPaths paths = given;
   if (paths.data_dir.empty()) paths.data_dir = text(state, "data_dir", state_path);
   if (paths.out_dir.empty()) paths.out_dir = dir;
-  TokenShards shards = TokenShards::open(paths.data_dir);
-  check_data(options, shards);
-  auto impl = std::make_unique<Impl>(options, paths, std::move(shards));
-  impl->tokenizer = checkpoint_tokenizer(impl->shards, paths.tokenizer);
+  paths.data_format = state.value("data_format", std::string("token-shards"));  // older states: shards
+  std::unique_ptr<TrainingData> data = open_data(paths.data_format, paths.data_dir);
+  check_data(options, *data);
+  auto impl = std::make_unique<Impl>(options, paths, std::move(data));
+  impl->tokenizer = checkpoint_tokenizer(*impl->data, paths.tokenizer);
   if (impl->tokenizer.empty() && fs::is_regular_file(dir + "/tokenizer.json")) impl->tokenizer = dir + "/tokenizer.json";
   load_params(impl->params, dir);
   impl->optimizer.load(dir + "/" + kOptimizerFile);
@@ -378,15 +382,17 @@ void Trainer::set_steps(int64_t steps) {
 double Trainer::evaluate() {
   Impl& s = *impl_;
   const int64_t B = s.options.batch_size, S = s.options.seq_len;
-  const int64_t windows = s.shards.num_sequential_windows(TokenSplit::val, S);
+  const int64_t windows = s.data->val_sequences(S);
   const int64_t batches = std::min(s.options.eval_sequences, windows) / B;
-  DSV3_CHECK(batches >= 1, "[train] the val split of ", s.shards.dir(), " has ", windows, " windows of ", S + 1,
-             " tokens, fewer than one batch of ", B, ": use a larger --val-fraction in dsv3 data or a smaller batch");
+  DSV3_CHECK(batches >= 1, "[train] the val split of ", s.data->path(), " has ", windows, " sequences of ", S + 1,
+             " tokens, fewer than one batch of ", B, ": give the data a larger validation split or use a smaller batch");
   const TrainOptions o = s.options.step_options();
   double sum = 0;
+  TrainBatch batch;
   for (int64_t b = 0; b < batches; ++b) {
-    const std::vector<int32_t> tokens = s.shards.sequential_batch(TokenSplit::val, b * B, B, S);
-    sum += train_forward(s.params, s.acts, tokens.data(), o).main_loss;
+    s.data->val_batch(b * B, B, S, batch);
+    use_batch(batch, s.acts);
+    sum += train_forward(s.params, s.acts, batch.tokens.data(), o).main_loss;
   }
   return sum / double(batches);
 }
@@ -414,7 +420,13 @@ void Trainer::save(const std::string& dir) const {
     s.optimizer.save(staging + "/" + kOptimizerFile);
   }
   save_params(s.params, staging, DType::F32);
-  if (!s.tokenizer.empty()) fs::copy_file(s.tokenizer, staging + "/tokenizer.json", fs::copy_options::overwrite_existing);
+  if (!s.tokenizer.empty()) {
+    fs::copy_file(s.tokenizer, staging + "/tokenizer.json", fs::copy_options::overwrite_existing);
+    // Its chat template, when it has one beside it (dsv3 chat picks DeepSeek-V3's or R1's by it).
+    const fs::path config = fs::path(s.tokenizer).parent_path() / "tokenizer_config.json";
+    if (fs::is_regular_file(config))
+      fs::copy_file(config, staging + "/tokenizer_config.json", fs::copy_options::overwrite_existing);
+  }
   json state;
   state["format"] = kStateFormat;
   state["version"] = 1;
@@ -423,6 +435,7 @@ void Trainer::save(const std::string& dir) const {
   state["elapsed_s"] = s.elapsed_s;
   state["threads"] = num_threads();
   state["data_dir"] = fs::absolute(s.paths.data_dir).lexically_normal().string();
+  state["data_format"] = s.data->format();
   state["options"] = s.options.to_json();
   write_text_file(staging + "/" + kStateFile, state.dump(2) + "\n");
 
@@ -470,7 +483,7 @@ void add_stats(StepRecord& r, const double* v, size_t mtp_depth, double w, int64
 // process's gradient is the sum of the micro-batches' gradients, each computed on its own and added in
 // order m = 0, 1, ... — the order ZeRO-1's reduce-scatter adds them in across data-parallel ranks (rank r
 // runs micro-batches [r·A/D, (r+1)·A/D)), so a data-parallel run takes the same steps bit for bit.
-OptimizerStepStats Trainer::train_one_step(Impl& s, double lr, std::vector<int32_t>& tokens, StepRecord& r) {
+OptimizerStepStats Trainer::train_one_step(Impl& s, double lr, TrainBatch& batch, StepRecord& r) {
   const TrainRunOptions& o = s.options;
   TrainOptions step_options = o.step_options();
   step_options.moe.expert_group = s.experts.get();
@@ -490,10 +503,7 @@ OptimizerStepStats Trainer::train_one_step(Impl& s, double lr, std::vector<int32
     std::map<int64_t, std::vector<int64_t>> loads;
     s.pipeline->run(
         s.params, step_options,
-        [&](int64_t m, std::vector<int32_t>& t) {
-          t.resize(tokens.size());
-          s.shards.batch_into(TokenSplit::train, s.step * A + d * M + m, B, S, o.seed, t);
-        },
+        [&](int64_t m, TrainBatch& batch) { s.data->train_batch(s.step * A + d * M + m, B, S, o.seed, batch); },
         grads, stats, loads, s.trace);
     for (TrainParams<float>* g : grads) local_grads.push_back(g->data());
     // Rank q = stage·D + d holds arena j of micro-batch d·M + j: add them micro-batch by micro-batch.
@@ -538,7 +548,8 @@ OptimizerStepStats Trainer::train_one_step(Impl& s, double lr, std::vector<int32
     std::vector<double> local;
     for (int64_t j = 0; j < k; ++j) {
       const int64_t m = first + j;
-      s.shards.batch_into(TokenSplit::train, s.step * A + m, B, S, o.seed, tokens);
+      s.data->train_batch(s.step * A + m, B, S, o.seed, batch);
+      use_batch(batch, s.acts);
       // One process adds each further micro-batch into grads as it goes; a data-parallel rank keeps its
       // micro-batches apart for the reduce-scatter.
       TrainParams<float>& g = j == 0 ? s.grads : s.micro_grads[size_t(W == 1 ? 0 : j - 1)];
@@ -546,7 +557,7 @@ OptimizerStepStats Trainer::train_one_step(Impl& s, double lr, std::vector<int32
       StepStats st;
       {
         auto span = s.trace.span(cat("forward+backward, micro-batch ", m), "compute");
-        st = train_forward_backward(s.params, g, s.acts, tokens.data(), step_options);
+        st = train_forward_backward(s.params, g, s.acts, batch.tokens.data(), step_options);
       }
       if (W == 1 && j > 0) {
         auto span = s.trace.span("add micro-batch gradient", "compute");
@@ -634,7 +645,7 @@ void Trainer::run(const std::function<void(const StepRecord&)>& on_step, const s
   Impl& s = *impl_;
   const TrainRunOptions& o = s.options;
   const int64_t B = o.batch_size, S = o.seq_len;
-  std::vector<int32_t> tokens(size_t(B * (S + 1)));
+  TrainBatch batch;
   std::ofstream metrics;
   if (!s.paths.metrics_path.empty() && s.writes_files()) {
     json header = {{"type", "run"}, {"params", s.params.size()}, {"threads", num_threads()}};
@@ -658,7 +669,7 @@ void Trainer::run(const std::function<void(const StepRecord&)>& on_step, const s
     const auto start = std::chrono::steady_clock::now();
     const double lr = o.schedule.lr(s.step);
     StepRecord r;
-    const OptimizerStepStats opt = train_one_step(s, lr, tokens, r);
+    const OptimizerStepStats opt = train_one_step(s, lr, batch, r);
     if (o.balance == BalanceMode::aux_free) update_correction_biases(s.params, r.moe_layers, r.expert_load, o.bias_gamma);
     ++s.step;
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

@@ -28,6 +28,7 @@
 #include "model/config.h"
 #include "train/optimizer.h"
 #include "train/train_step.h"
+#include "train/training_data.h"
 
 namespace dsv3 {
 
@@ -90,20 +91,24 @@ struct StepRecord {
 };
 
 struct TrainerPaths {
-  std::string data_dir;      // token shards (dsv3 data)
+  std::string data_dir;      // the data: token shards (dsv3 data), or a chat JSONL file (dsv3 sft)
   std::string out_dir;       // checkpoints
   std::string metrics_path;  // JSONL (a "run" header line, then one line per step); empty: none.
                              // A resumed run keeps the lines up to its checkpoint's step and appends.
   std::string tokenizer;     // tokenizer.json to copy into checkpoints; empty: the shards' own
   std::string trace_path;    // Chrome-trace timeline of the run, every rank's spans (core/trace.h); empty: none
+  std::string data_format = "token-shards";  // TrainingData::format() of data_dir (a resumed run: its own)
 };
 
 class Trainer {
  public:
   // A new run: weights from the seed, or from init_dir's checkpoint when given.
-  Trainer(const TrainRunOptions& options, const TrainerPaths& paths, const std::string& init_dir = "");
-  // Continues the run saved in resume_dir (its trainer_state.json gives the options).
-  static Trainer resume(const std::string& resume_dir, const TrainerPaths& paths);
+  // open_data opens paths.data_dir as paths.data_format (default: token shards only).
+  Trainer(const TrainRunOptions& options, const TrainerPaths& paths, const std::string& init_dir = "",
+          const TrainingDataOpener& open_data = open_pretraining_data);
+  // Continues the run saved in resume_dir (its trainer_state.json gives the options and the data).
+  static Trainer resume(const std::string& resume_dir, const TrainerPaths& paths,
+                        const TrainingDataOpener& open_data = open_pretraining_data);
   Trainer(Trainer&&) noexcept;
   ~Trainer();
 
@@ -134,7 +139,7 @@ class Trainer {
 
  private:
   struct Impl;
-  static OptimizerStepStats train_one_step(Impl& s, double lr, std::vector<int32_t>& tokens, StepRecord& r);
+  static OptimizerStepStats train_one_step(Impl& s, double lr, TrainBatch& batch, StepRecord& r);
   static void write_trace(Impl& s);
   explicit Trainer(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
