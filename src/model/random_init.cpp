@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "core/hash.h"
 #include "core/progress.h"
 #include "core/parallel.h"
 #include "core/tensor.h"
@@ -20,19 +21,6 @@ namespace dsv3 {
 namespace fs = std::filesystem;
 
 namespace {
-
-uint64_t splitmix64(uint64_t x) {
-  x += 0x9e3779b97f4a7c15ull;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-  return x ^ (x >> 31);
-}
-
-uint64_t name_hash(const std::string& s) {  // FNV-1a
-  uint64_t h = 0xcbf29ce484222325ull;
-  for (unsigned char ch : s) h = (h ^ ch) * 0x100000001b3ull;
-  return h;
-}
 
 // Counter-based normal values: element i of a tensor is a function of (tensor seed, i) only, so any
 // range can be generated independently (threads, stripes) with identical results.
@@ -98,7 +86,7 @@ void generate(const Planned& p, const ModelConfig& c, uint64_t seed, const Rando
               SafetensorsWriter& writer) {
   const HfTensorSpec& spec = *p.spec;
   const int64_t n = shape_numel(spec.shape);
-  const uint64_t tseed = splitmix64(seed ^ name_hash(value_source(spec, c)));
+  const uint64_t tseed = splitmix64(seed ^ fnv1a64(value_source(spec, c)));
   if (spec.role == TensorRole::norm) {
     std::vector<float> ones(size_t(n), 1.0f);
     Tensor t(o.dtype, spec.shape);

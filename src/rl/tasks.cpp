@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "core/hash.h"
 
 namespace dsv3 {
 
@@ -44,30 +45,19 @@ void TaskOptions::validate() const {
 
 namespace {
 
-// splitmix64: a small generator whose stream is the same on every platform (std's distributions are not).
+// The problem stream (core/hash.h: the same on every platform).
 class Stream {
  public:
-  explicit Stream(uint64_t seed) : state_(seed) {}
-  uint64_t next() {
-    uint64_t z = (state_ += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-  }
-  int64_t uniform(int64_t lo, int64_t hi) { return lo + int64_t(next() % uint64_t(hi - lo + 1)); }  // [lo, hi]
+  explicit Stream(uint64_t seed) : rng_(seed) {}
+  uint64_t next() { return rng_.next(); }
+  int64_t uniform(int64_t lo, int64_t hi) { return lo + int64_t(rng_.below(uint64_t(hi - lo + 1))); }  // [lo, hi]
 
  private:
-  uint64_t state_;
+  SplitMix64 rng_;
 };
 
-uint64_t fnv1a(std::string_view text) {
-  uint64_t h = 0xcbf29ce484222325ull;
-  for (unsigned char c : text) h = (h ^ c) * 0x100000001b3ull;
-  return h;
-}
-
 TaskSplit split_of(const std::string& prompt) {
-  return fnv1a(prompt) % 10 == 0 ? TaskSplit::test : TaskSplit::train;
+  return fnv1a64(prompt) % 10 == 0 ? TaskSplit::test : TaskSplit::train;
 }
 
 const char* kFormat = "Think step by step inside <think> </think>, then give only the final answer inside "

@@ -17,6 +17,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "core/hash.h"
 #include "core/parallel.h"
 #include "core/progress.h"
 #include "io/tokenizer.h"
@@ -26,13 +27,6 @@ namespace dsv3 {
 namespace {
 
 namespace fs = std::filesystem;
-
-uint64_t splitmix64(uint64_t x) {
-  x += 0x9E3779B97F4A7C15ull;
-  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-  return x ^ (x >> 31);
-}
 
 // Uniform in [0, n) from 64 random bits (multiply-shift; the bias is below n / 2^64).
 uint64_t below(uint64_t bits, uint64_t n) { return uint64_t((unsigned __int128)bits * n >> 64); }

@@ -8,6 +8,7 @@
 #include <map>
 
 #include "core/error.h"
+#include "core/hash.h"
 #include "core/parallel.h"
 #include "io/safetensors.h"
 #include "ops/linear.h"
@@ -166,19 +167,6 @@ ModelParams<T> model_params(TrainParams<T>& arena) {
 
 namespace {
 
-uint64_t splitmix64(uint64_t x) {
-  x += 0x9e3779b97f4a7c15ull;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-  return x ^ (x >> 31);
-}
-
-uint64_t fnv1a(const std::string& s) {
-  uint64_t h = 0xcbf29ce484222325ull;
-  for (unsigned char ch : s) h = (h ^ ch) * 0x100000001b3ull;
-  return h;
-}
-
 // Element i of a tensor: Box-Muller on two uniforms drawn from a hash of (tensor seed, i / 2).
 double normal_at(uint64_t seed, int64_t i) {
   const uint64_t h = splitmix64(seed ^ splitmix64(uint64_t(i / 2)));
@@ -198,7 +186,7 @@ void init_random(TrainParams<T>& params, uint64_t seed, const TrainInitOptions& 
   for (const ParamInfo& p : params.layout().tensors) {
     if (p.alias) continue;
     T* out = params.data() + p.offset;
-    const uint64_t tensor_seed = splitmix64(seed ^ fnv1a(p.name));
+    const uint64_t tensor_seed = splitmix64(seed ^ fnv1a64(p.name));
     switch (p.role) {
       case TensorRole::norm:
         for (int64_t i = 0; i < p.numel; ++i) out[i] = T(1);
