@@ -17,6 +17,8 @@
 #include "dist/comm.h"
 #include "dist/layout.h"
 #include "dist/pipeline_train.h"
+#include "infer/chat_format.h"
+#include "rl/sft_data.h"
 #include "train/train_presets.h"
 #include "train/trainer.h"
 
@@ -29,6 +31,8 @@ std::atomic<bool> g_stop{false};
 extern "C" void on_interrupt(int) { g_stop.store(true); }
 
 struct TrainArgs {
+  bool sft = false;  // dsv3 sft: fine-tune --model on chat conversations
+  std::string model, chat_template = "deepseek-r1";
   std::string preset, config, data, out, metrics, resume, init, tokenizer, trace;
   ParallelFlags parallel;
   std::string pp_schedule = "1f1b";
@@ -57,7 +61,8 @@ TrainRunOptions options_from_args(const TrainArgs& a) {
   } else {
     o.config = load_model_config(a.config);
     o.config.quantization_config = {};
-    o.preset = "config:" + a.config;
+    o.preset = a.sft ? "sft:" + a.model : "config:" + a.config;
+    if (a.sft) default_lr = 2e-4;  // fine-tuning: a tenth of what the presets pretrain with
   }
   if (a.batch_size > 0) o.batch_size = a.batch_size;
   if (a.seq_len > 0) o.seq_len = a.seq_len;
@@ -107,33 +112,53 @@ int run_train(const TrainArgs& args) {
     layout = make_parallel_layout(comm.size(), comm.rank(), a.parallel, o.config, o.grad_accum);
     if (comm.distributed() && comm.rank() == 0) std::fputs(layout.describe().c_str(), stderr);
   };
+  const char* name = a.sft ? "sft" : "train";
+  // dsv3 sft starts from --model: its config, weights and tokenizer.
+  if (a.sft && a.resume.empty()) {
+    DSV3_CHECK(!a.model.empty(), "[sft] --model DIR is required (the checkpoint to fine-tune)");
+    a.config = a.model + "/config.json";
+    a.init = a.model;
+    DSV3_CHECK(std::filesystem::is_regular_file(a.config), "[sft] ", a.model, " has no config.json: give a "
+               "checkpoint directory (dsv3 train's --out, or a Hugging Face download)");
+    if (a.tokenizer.empty() && std::filesystem::is_regular_file(a.model + "/tokenizer.json"))
+      a.tokenizer = a.model + "/tokenizer.json";
+  }
   TrainerPaths paths;
   paths.data_dir = a.data;
   paths.tokenizer = a.tokenizer;
   paths.trace_path = a.trace;
+  if (a.sft) paths.data_format = sft_data_format(parse_chat_template(a.chat_template));
+  // Chat conversations render with the run's tokenizer: the one given, the model's, or a resumed run's own.
+  const std::string chat_tokenizer =
+      !a.tokenizer.empty() ? a.tokenizer : !a.resume.empty() ? a.resume + "/tokenizer.json" : std::string();
+  const TrainingDataOpener open_data = [&](const std::string& format, const std::string& path) {
+    return format.rfind("chat-jsonl", 0) == 0 && a.sft ? open_sft_data(format, path, chat_tokenizer)
+                                                       : open_pretraining_data(format, path);
+  };
   std::optional<Trainer> trainer;
   if (!a.resume.empty()) {
     paths.out_dir = a.out.empty() ? a.resume : a.out;
     paths.metrics_path = a.metrics.empty() ? paths.out_dir + "/metrics.jsonl" : a.metrics;
-    trainer.emplace(Trainer::resume(a.resume, paths));
+    trainer.emplace(Trainer::resume(a.resume, paths, open_data));
     check_layout(trainer->options());
     if (a.steps > 0) trainer->set_steps(a.steps);
     if (comm.rank() == 0)
-      std::fprintf(stderr, "[train] resuming %s at step %lld of %lld\n", a.resume.c_str(),
+      std::fprintf(stderr, "[%s] resuming %s at step %lld of %lld\n", name, a.resume.c_str(),
                  (long long)trainer->step(), (long long)trainer->options().steps);
   } else {
-    DSV3_CHECK(!a.data.empty(), "[train] --data DIR is required (token shards from dsv3 data)");
-    DSV3_CHECK(!a.out.empty(), "[train] --out DIR is required (where the checkpoint is written)");
+    DSV3_CHECK(!a.data.empty(), "[", name, "] --data ", a.sft ? "FILE is required (chat conversations as JSON lines)"
+                                                            : "DIR is required (token shards from dsv3 data)");
+    DSV3_CHECK(!a.out.empty(), "[", name, "] --out DIR is required (where the checkpoint is written)");
     DSV3_CHECK(!a.preset.empty() || !a.config.empty(), "[train] give --preset NAME or --config FILE");
-    DSV3_CHECK(a.steps > 0, "[train] --steps N is required");
+    DSV3_CHECK(a.steps > 0, "[", name, "] --steps N is required");
     if (std::filesystem::exists(a.out + "/trainer_state.json"))
-      DSV3_FAIL("[train] ", a.out, " already holds a training checkpoint: continue it with --resume ", a.out,
+      DSV3_FAIL("[", name, "] ", a.out, " already holds a training checkpoint: continue it with --resume ", a.out,
                 " or choose another --out");
     paths.out_dir = a.out;
     paths.metrics_path = a.metrics.empty() ? a.out + "/metrics.jsonl" : a.metrics;
     const TrainRunOptions options = options_from_args(a);
     check_layout(options);
-    trainer.emplace(options, paths, a.init);
+    trainer.emplace(options, paths, a.init, open_data);
   }
   trainer->set_layout(layout);
   if (layout.pp > 1 && comm.rank() == 0)
@@ -151,9 +176,9 @@ int run_train(const TrainArgs& args) {
   const int64_t first_step = trainer->step();
   if (comm.rank() == 0)
     std::fprintf(stderr,
-               "[train] %s: %s parameters, batch %lld x %lld tokens x %lld micro-batches, %lld steps, lr %.2e "
+               "[%s] %s: %s parameters, batch %lld x %lld tokens x %lld micro-batches, %lld steps, lr %.2e "
                "(warm-up %lld, decay %lld..%lld), balance %s, MTP depth %lld, %s, %d threads\n",
-               o.preset.c_str(), format_count(double(trainer->params().size())).c_str(), (long long)o.batch_size,
+               name, o.preset.c_str(), format_count(double(trainer->params().size())).c_str(), (long long)o.batch_size,
                (long long)o.seq_len, (long long)o.grad_accum, (long long)o.steps, o.schedule.peak,
                (long long)o.schedule.warmup_steps, (long long)o.schedule.decay_start, (long long)o.schedule.decay_end,
                balance_mode_name(o.balance), (long long)resolve_mtp_depth(o.config, o.step_options()),
@@ -161,7 +186,7 @@ int run_train(const TrainArgs& args) {
 
   std::signal(SIGINT, on_interrupt);
   std::signal(SIGTERM, on_interrupt);
-  ProgressBar bar("train", o.steps - first_step, "steps", !a.quiet);
+  ProgressBar bar(name, o.steps - first_step, "steps", !a.quiet);
   const bool terminal = bar.is_terminal();
   const int64_t log_every = a.log_every > 0 ? a.log_every : std::max<int64_t>(1, (o.steps - first_step) / 20);
   double last_val = NAN, tokens_per_s_sum = 0, max_vio_sum = 0;
@@ -178,7 +203,7 @@ int run_train(const TrainArgs& args) {
         bar.update(r.step - first_step);
         if (!terminal && !a.quiet && (r.step % log_every == 0 || r.val_loss || r.step == o.steps)) {
           // The bar's ETA: this process's own pace (a resumed run's earlier steps may have run elsewhere).
-          std::fprintf(stderr, "[train] step %lld/%lld  %s  %s elapsed, ETA %s\n", (long long)r.step,
+          std::fprintf(stderr, "[%s] step %lld/%lld  %s  %s elapsed, ETA %s\n", name, (long long)r.step,
                        (long long)o.steps, step_note(r, last_val).c_str(), format_duration(r.elapsed_s).c_str(),
                        format_duration(bar.eta_seconds()).c_str());
         }
@@ -190,8 +215,8 @@ int run_train(const TrainArgs& args) {
   const bool stopped_early = trainer->step() < o.steps;
   if (comm.rank() != 0) return stopped_early && !(a.stop_at > 0 && trainer->step() >= a.stop_at) ? 130 : 0;
   if (stopped_early)
-    std::fprintf(stderr, "[train] stopped at step %lld of %lld; checkpoint saved: continue with --resume %s\n",
-                 (long long)trainer->step(), (long long)o.steps, paths.out_dir.c_str());
+    std::fprintf(stderr, "[%s] stopped at step %lld of %lld; checkpoint saved: continue with --resume %s\n",
+                 name, (long long)trainer->step(), (long long)o.steps, paths.out_dir.c_str());
   if (steps_run > 0) {
     std::printf("step %lld: val loss %.4f (perplexity %.1f), mean %s tokens/s, mean MaxVio %.3f\n",
                 (long long)trainer->step(), last_val, std::exp(last_val),
@@ -204,25 +229,14 @@ int run_train(const TrainArgs& args) {
 
 }  // namespace
 
-Runner add_train(CLI::App& app) {
-  auto a = std::make_shared<TrainArgs>();
-  CLI::App* cmd = app.add_subcommand(
-      "train", "Train a DeepSeek-V3-shaped model (MLA, DeepSeekMoE with auxiliary-loss-free balancing, MTP) on "
-               "token shards with DeepSeek-V3's recipe; writes a Hugging Face checkpoint dsv3 generate can run");
-  cmd->add_option("--preset", a->preset, "Model and batch shape: tiny or small (see docs/TRAINING.md)")
-      ->check(CLI::IsMember(train_preset_names()));
-  cmd->add_option("--config", a->config, "A Hugging Face config.json instead of a preset")->excludes("--preset");
-  cmd->add_option("--data", a->data, "Token shards from dsv3 data (for --resume: default the run's own)");
+// The options dsv3 train and dsv3 sft share: the run's shape, recipe, checkpoints and layout.
+void add_run_options(CLI::App* cmd, TrainArgs* a) {
   cmd->add_option("--out", a->out, "Checkpoint directory (for --resume: default the resumed directory)");
   cmd->add_option("--steps", a->steps, "Optimizer steps of the whole run (for --resume: extend the run to N)");
   cmd->add_option("--metrics", a->metrics, "Metrics file, one JSON line per step (default OUT/metrics.jsonl)");
   cmd->add_option("--resume", a->resume, "Continue the run saved in this checkpoint directory (bit-identical to an "
                                          "uninterrupted run with the same thread count)");
-  cmd->add_option("--init", a->init, "Start from this checkpoint's weights instead of random ones")
-      ->excludes("--resume");
   cmd->add_option("--seed", a->seed, "Seed of the initial weights and of the batch order")->capture_default_str();
-  cmd->add_option("--tokenizer", a->tokenizer,
-                  "tokenizer.json copied into checkpoints (default: the one the token shards were made with)");
   cmd->add_option("--batch-size", a->batch_size, "Sequences per micro-batch (default: the preset's; 8)");
   cmd->add_option("--seq-len", a->seq_len, "Tokens per sequence (default: the preset's; 256 for --config)");
   cmd->add_option("--grad-accum", a->grad_accum, "Micro-batches per optimizer step")->capture_default_str()
@@ -239,7 +253,6 @@ Runner add_train(CLI::App& app) {
   cmd->add_option("--clip", a->clip, "Global gradient-norm clipping (0: off)")->capture_default_str();
   cmd->add_option("--adam-moments", a->moments, "Storage of the AdamW moments: f32 or bf16")
       ->capture_default_str()->check(CLI::IsMember({"f32", "bf16"}));
-  cmd->add_option("--init-std", a->init_std, "Std of the random initial weights")->capture_default_str();
   cmd->add_option("--balance", a->balance, "Expert load balancing: aux-free (DeepSeek-V3: bias update + "
                                            "sequence-wise loss), aux-loss (classic auxiliary loss) or none")
       ->capture_default_str()->check(CLI::IsMember({"aux-free", "aux-loss", "none"}));
@@ -265,13 +278,49 @@ Runner add_train(CLI::App& app) {
   cmd->add_option("--pp-schedule", a->pp_schedule, "Pipeline schedule: 1f1b, dualpipe or dualpipev")
       ->capture_default_str()->check(CLI::IsMember({"1f1b", "dualpipe", "dualpipev"}));
   cmd->add_option("--micro-batches", a->parallel.micro_batches,
-                  "Micro-batches per step through the pipeline (default: --grad-accum)")->check(CLI::NonNegativeNumber);
+                  "Micro-batches per step through each pipeline (default: --grad-accum / data-parallel ranks)")->check(CLI::NonNegativeNumber);
   cmd->add_option("--ranks-per-node", a->parallel.ranks_per_node, "Ranks on each node (default: all on one)")
       ->check(CLI::NonNegativeNumber);
   cmd->add_option("--trace", a->trace, "Write a Chrome-trace timeline of the run (every rank's compute, "
                   "communication and optimizer spans; open it in Perfetto)");
   cmd->add_option("--log-every", a->log_every, "When stderr is not a terminal: steps between log lines");
   cmd->add_flag("--quiet", a->quiet, "No progress display");
+}
+
+Runner add_train(CLI::App& app) {
+  auto a = std::make_shared<TrainArgs>();
+  CLI::App* cmd = app.add_subcommand(
+      "train", "Train a DeepSeek-V3-shaped model (MLA, DeepSeekMoE with auxiliary-loss-free balancing, MTP) on "
+               "token shards with DeepSeek-V3's recipe; writes a Hugging Face checkpoint dsv3 generate can run");
+  cmd->add_option("--preset", a->preset, "Model and batch shape: tiny or small (see docs/TRAINING.md)")
+      ->check(CLI::IsMember(train_preset_names()));
+  cmd->add_option("--config", a->config, "A Hugging Face config.json instead of a preset")->excludes("--preset");
+  cmd->add_option("--data", a->data, "Token shards from dsv3 data (for --resume: default the run's own)");
+  cmd->add_option("--init", a->init, "Start from this checkpoint's weights instead of random ones");
+  cmd->add_option("--init-std", a->init_std, "Std of the random initial weights")->capture_default_str();
+  cmd->add_option("--tokenizer", a->tokenizer,
+                  "tokenizer.json copied into checkpoints (default: the one the token shards were made with)");
+  add_run_options(cmd, a.get());
+  cmd->get_option("--init")->excludes("--resume");
+  return [a] { return run_train(*a); };
+}
+
+Runner add_sft(CLI::App& app) {
+  auto a = std::make_shared<TrainArgs>();
+  a->sft = true;
+  a->balance = "aux-free";
+  CLI::App* cmd = app.add_subcommand(
+      "sft", "Fine-tune a checkpoint on chat conversations (JSON lines of OpenAI-style messages, e.g. dsv3 tasks "
+             "--with-solutions): DeepSeek's chat template, loss on the assistant replies only, conversations packed "
+             "into sequences with attention kept inside each; the trainer's options, checkpoints and metrics");
+  cmd->add_option("--model", a->model, "The checkpoint to fine-tune (its config.json, weights and tokenizer.json)");
+  cmd->add_option("--data", a->data, "Conversations: one {\"messages\": [...]} per line (for --resume: the run's own)");
+  cmd->add_option("--chat-template", a->chat_template, "deepseek-r1 (reasoning in <think>...</think>) or deepseek-v3")
+      ->capture_default_str()->check(CLI::IsMember({"deepseek-r1", "deepseek-v3"}));
+  cmd->add_option("--tokenizer", a->tokenizer, "tokenizer.json (default: the model's)");
+  add_run_options(cmd, a.get());
+  cmd->get_option("--model")->excludes("--resume");
+  cmd->get_option("--lr")->description("Peak learning rate (default 2e-4)");
   return [a] { return run_train(*a); };
 }
 

@@ -176,6 +176,21 @@ const std::string& deepseek_chat_template() {
   return chat_template;
 }
 
+std::vector<ChatMessage> chat_messages_from_json(const nlohmann::json& j, const std::string& where) {
+  const char* layout = ": expected [{\"role\": \"user\", \"content\": \"...\"}, ...]";
+  DSV3_CHECK(j.is_array() && !j.empty(), "[chat] ", where, " holds no messages", layout);
+  std::vector<ChatMessage> messages;
+  for (size_t i = 0; i < j.size(); ++i) {
+    const nlohmann::json& m = j[i];
+    DSV3_CHECK(m.is_object() && m.contains("role") && m["role"].is_string() && m.contains("content") &&
+                   m["content"].is_string(),
+               "[chat] ", where, ": message ", i, " has no string \"role\" and \"content\"", layout);
+    messages.push_back({m["role"].get<std::string>(), m["content"].get<std::string>()});
+    check_role(messages.back(), i);
+  }
+  return messages;
+}
+
 std::vector<ChatMessage> read_chat_messages(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   DSV3_CHECK(in.good(), "[chat] cannot open ", path, ": give a JSON file of messages");
@@ -185,18 +200,7 @@ std::vector<ChatMessage> read_chat_messages(const std::string& path) {
   } catch (const nlohmann::json::parse_error& e) {
     DSV3_FAIL("[chat] ", path, " is not valid JSON (", e.what(), ")");
   }
-  const char* layout = ": expected [{\"role\": \"user\", \"content\": \"...\"}, ...]";
-  DSV3_CHECK(j.is_array() && !j.empty(), "[chat] ", path, " holds no messages", layout);
-  std::vector<ChatMessage> messages;
-  for (size_t i = 0; i < j.size(); ++i) {
-    const nlohmann::json& m = j[i];
-    DSV3_CHECK(m.is_object() && m.contains("role") && m["role"].is_string() && m.contains("content") &&
-                   m["content"].is_string(),
-               "[chat] ", path, ": message ", i, " has no string \"role\" and \"content\"", layout);
-    messages.push_back({m["role"].get<std::string>(), m["content"].get<std::string>()});
-    check_role(messages.back(), i);
-  }
-  return messages;
+  return chat_messages_from_json(j, path);
 }
 
 }  // namespace dsv3

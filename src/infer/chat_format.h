@@ -24,6 +24,8 @@
 #include <string_view>
 #include <vector>
 
+#include <nlohmann/json_fwd.hpp>
+
 namespace dsv3 {
 
 class Tokenizer;
@@ -74,5 +76,7 @@ const std::string& deepseek_chat_template();
 // A conversation stored as JSON: [{"role": "user", "content": "..."}, ...] (OpenAI's and Hugging Face's
 // messages layout). Errors name the file and the entry.
 std::vector<ChatMessage> read_chat_messages(const std::string& path);
+// The same from parsed JSON; `where` names it in errors (a file, a line of a file).
+std::vector<ChatMessage> chat_messages_from_json(const nlohmann::json& messages, const std::string& where);
 
 }  // namespace dsv3

@@ -278,6 +278,11 @@ void check_data(const TrainRunOptions& o, const TrainingData& data) {
              data.vocab_size(), " ids but the model has vocab_size ", o.config.vocab_size,
              ": train a tokenizer with --vocab-size ", o.config.vocab_size, " or pick a matching preset");
   data.check_fits(o.seq_len);
+  // Every run evaluates at its last step: a validation split too small for one batch fails now, not then.
+  const int64_t val = data.val_sequences(o.seq_len);
+  DSV3_CHECK(val >= o.batch_size, "[train] the validation split of ", data.path(), " has ", val, " sequences of ",
+             o.seq_len + 1, " tokens, fewer than one batch of ", o.batch_size, ": give the data a larger validation "
+             "split (dsv3 data --val-fraction; more conversations for dsv3 sft) or use a smaller --batch-size");
 }
 
 // The batch's packed documents into the activations (none for token shards).

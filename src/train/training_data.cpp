@@ -51,7 +51,7 @@ std::unique_ptr<TrainingData> open_token_shards(const std::string& dir) {
 
 std::unique_ptr<TrainingData> open_pretraining_data(const std::string& format, const std::string& path) {
   DSV3_CHECK(format == "token-shards", "[train] ", path, " holds ", format, " data, which dsv3 train does not read",
-             format == "chat-jsonl" ? ": continue the run with dsv3 sft --resume" : "");
+             format.rfind("chat-jsonl", 0) == 0 ? ": continue the run with dsv3 sft --resume" : "");
   return open_token_shards(path);
 }
 

@@ -1,13 +1,18 @@
 #!/usr/bin/env bash
-# Post-training from the CLI (src/rl): `dsv3 tasks` writes the requested number of problems per task and
-# split as JSON lines with a user message, an answer and a worked solution (--with-solutions adds it as
-# the assistant message); the train and test files share no prompt; impossible settings fail naming the
-# flag.
+# Post-training from the CLI (src/rl):
+#   - `dsv3 tasks` writes the requested number of problems per task and split as JSON lines with a user
+#     message, an answer and a worked solution (--with-solutions adds it as the assistant message); the
+#     train and test files share no prompt; impossible settings fail naming the flag;
+#   - `dsv3 sft` fine-tunes a small pretrained model on those solutions: the loss counts only the reply
+#     tokens (fewer than the batch holds), the validation loss falls; a run stopped at step 2 and resumed
+#     ends with the same weights, bit for bit, as an uninterrupted one; `dsv3 train --resume` on it is
+#     refused, naming dsv3 sft; the checkpoint generates.
 #   bash tests/cli/posttrain_smoke.sh BUILD_DIR SOURCE_DIR
 set -uo pipefail
 # shellcheck source=lib/common.sh
 source "$(dirname "$0")/lib/common.sh"
 BUILD_DIR=$(cd "$1" && pwd)
+src=$(cd "$2" && pwd)
 dsv3=$BUILD_DIR/dsv3
 require_dsv3 "$dsv3"
 make_work_dir posttrain_smoke
@@ -37,6 +42,35 @@ done
 expect_error "a difficulty out of range names its flag" "--digits must be in" "$dsv3" tasks --task arithmetic --digits 0
 expect_error "too small a problem space names its flag" "raise --bits" "$dsv3" tasks --task parity --bits 1 \
   --split test --n 3
+
+echo "== dsv3 sft"
+small_training_data || exit 1  # lib/common.sh: $WORK/config.json, $WORK/shards, $WORK/tok (with chat tokens)
+run "pretrain a small model" "$dsv3" train --config "$WORK/config.json" --data "$WORK/shards" --batch-size 4 \
+  --seq-len 64 --steps 4 --eval-sequences 4 --threads 2 --quiet --out "$WORK/base"
+sft=("$dsv3" sft --model "$WORK/base" --data "$WORK/arithmetic-train.jsonl" --batch-size 2 --seq-len 256
+     --eval-every 3 --eval-sequences 4 --lr 1e-3 --threads 2 --quiet)
+run "sft, 6 steps" "${sft[@]}" --steps 6 --out "$WORK/sft" &&
+  RUN_PRINT_LOG=1 run "sft: reply tokens only, validation loss falls" python3 - "$WORK/sft/metrics.jsonl" <<'PY'
+import json, sys
+lines = [json.loads(l) for l in open(sys.argv[1])]
+header, steps = lines[0], [l for l in lines if "step" in l]
+assert header["options"]["preset"].startswith("sft:"), header["options"]["preset"]
+assert [s["step"] for s in steps] == list(range(1, 7))
+per_step = 2 * 256  # batch × seq
+counted = [b["tokens"] - a["tokens"] for a, b in zip([{"tokens": 0}] + steps, steps)]
+assert all(per_step / 4 < c < per_step for c in counted), counted  # the replies, not the prompts
+vals = [s["val_loss"] for s in steps if "val_loss" in s]
+assert len(vals) == 2 and vals[1] < vals[0], vals
+print(f"counted targets per step {counted}, val loss {vals[0]:.3f} -> {vals[1]:.3f}")
+PY
+run "sft stopped at step 2" "${sft[@]}" --steps 6 --stop-at 2 --out "$WORK/sft_split"
+run "sft resumed" "$dsv3" sft --resume "$WORK/sft_split" --threads 2 --quiet &&
+  run "resumed sft equals the uninterrupted run" cmp "$WORK/sft/model.safetensors" "$WORK/sft_split/model.safetensors"
+expect_error "dsv3 train --resume on an sft run names dsv3 sft" "continue the run with dsv3 sft --resume" \
+  "$dsv3" train --resume "$WORK/sft" --quiet
+expect_error "sft needs --model" "--model DIR is required" "$dsv3" sft --data "$WORK/arithmetic-train.jsonl" \
+  --steps 2 --out "$WORK/nomodel"
+run "the fine-tuned model generates" "$dsv3" generate --model "$WORK/sft" --prompt "Compute 12 + 34." -n 8 --temp 0
 
 echo "posttrain_smoke: $failures failure(s)"
 exit $((failures > 0))
