@@ -20,8 +20,8 @@ int64_t chunk_rows(int64_t rows, int64_t vocab) {
 // logits -> probabilities in place; returns Σ CE of the chunk. −log p_t = (max − l_t) − log p_max, exact
 // even when p_t underflows (p_max = 1 / Σ exp(l − max) >= 1/V never does).
 template <typename T>
-double softmax_ce(T* logits, int64_t rows, int64_t vocab, const int32_t* targets) {
-  std::vector<double> ce(static_cast<size_t>(rows));
+double softmax_ce(T* logits, int64_t rows, int64_t vocab, const int32_t* targets, std::vector<double>& ce) {
+  ce.assign(static_cast<size_t>(rows), 0.0);
   parallel_for(rows, 4, [&](int64_t b, int64_t e) {
     for (int64_t r = b; r < e; ++r) {
       T* l = logits + r * vocab;
@@ -59,7 +59,8 @@ double head_loss_forward(const T* h, const T* head, int64_t rows, int64_t hidden
     const int64_t m = std::min(chunk, rows - r0);
     linear_forward(ws, h + r0 * hidden, head, m, hidden, vocab, logits, GemmKind::kept);
     if (logits_out) std::memcpy(logits_out + r0 * vocab, logits, size_t(m * vocab) * sizeof(T));
-    sum += softmax_ce(logits, m, vocab, targets + r0);
+    std::vector<double> ce;
+    sum += softmax_ce(logits, m, vocab, targets + r0, ce);
   }
   return sum;
 }
@@ -76,7 +77,8 @@ double head_loss_forward_backward(const T* h, const T* head, int64_t rows, int64
   for (int64_t r0 = 0; r0 < rows; r0 += chunk) {
     const int64_t m = std::min(chunk, rows - r0);
     linear_forward(ws, h + r0 * hidden, head, m, hidden, vocab, logits, GemmKind::kept);
-    sum += softmax_ce(logits, m, vocab, targets + r0);
+    std::vector<double> ce;
+    sum += softmax_ce(logits, m, vocab, targets + r0, ce);
     // dlogits = grad_scale · (p − onehot(target))
     const T scale = T(grad_scale);
     parallel_for(m, 4, [&](int64_t b, int64_t e) {
@@ -95,7 +97,63 @@ double head_loss_forward_backward(const T* h, const T* head, int64_t rows, int64
   return sum;
 }
 
+namespace {
+
+// Logits, log-probabilities and the objective's derivatives chunk by chunk; with dh, the backward too.
+template <typename T>
+double head_objective(const T* h, const T* head, int64_t rows, int64_t hidden, int64_t vocab, const int32_t* targets,
+                      TokenObjective& objective, Workspace<T>& ws, T* dh, T* dhead) {
+  check_targets(targets, rows, vocab);
+  typename Workspace<T>::Scope scope(ws);
+  objective.reset();
+  const int64_t chunk = chunk_rows(rows, vocab);
+  T* logits = ws.take(chunk * vocab);
+  std::vector<double> ce, scale;
+  for (int64_t r0 = 0; r0 < rows; r0 += chunk) {
+    const int64_t m = std::min(chunk, rows - r0);
+    linear_forward(ws, h + r0 * hidden, head, m, hidden, vocab, logits, GemmKind::kept);
+    softmax_ce(logits, m, vocab, targets + r0, ce);
+    scale.assign(size_t(m), 0.0);
+    for (int64_t r = 0; r < m; ++r)  // in row order, on this thread: the objective may keep state
+      if (targets[r0 + r] != kIgnoredTarget) scale[size_t(r)] = -objective.gradient(r0 + r, -ce[size_t(r)]);
+    if (!dh) continue;
+    // dlogits = ∂L/∂logπ · (onehot − p) = scale · (p − onehot)
+    parallel_for(m, 4, [&](int64_t b, int64_t e) {
+      for (int64_t r = b; r < e; ++r) {
+        T* l = logits + r * vocab;
+        const T sc = T(scale[size_t(r)]);
+        if (targets[r0 + r] != kIgnoredTarget) l[targets[r0 + r]] -= T(1);
+        for (int64_t i = 0; i < vocab; ++i) l[i] *= sc;
+      }
+    });
+    linear_backward(ws, h + r0 * hidden, head, logits, m, hidden, vocab, dh + r0 * hidden, dhead, GemmKind::kept);
+  }
+  return objective.value();
+}
+
+}  // namespace
+
+template <typename T>
+double head_objective_forward(const T* h, const T* head, int64_t rows, int64_t hidden, int64_t vocab,
+                              const int32_t* targets, TokenObjective& objective, Workspace<T>& ws) {
+  DSV3_ZONE("head.objective_forward");
+  return head_objective(h, head, rows, hidden, vocab, targets, objective, ws, static_cast<T*>(nullptr),
+                        static_cast<T*>(nullptr));
+}
+
+template <typename T>
+double head_objective_forward_backward(const T* h, const T* head, int64_t rows, int64_t hidden, int64_t vocab,
+                                       const int32_t* targets, TokenObjective& objective, Workspace<T>& ws, T* dh,
+                                       T* dhead) {
+  DSV3_ZONE("head.objective_forward_backward");
+  return head_objective(h, head, rows, hidden, vocab, targets, objective, ws, dh, dhead);
+}
+
 #define DSV3_INSTANTIATE(T)                                                                                   \
+  template double head_objective_forward(const T*, const T*, int64_t, int64_t, int64_t, const int32_t*,       \
+                                         TokenObjective&, Workspace<T>&);                                     \
+  template double head_objective_forward_backward(const T*, const T*, int64_t, int64_t, int64_t,              \
+                                                  const int32_t*, TokenObjective&, Workspace<T>&, T*, T*);    \
   template double head_loss_forward(const T*, const T*, int64_t, int64_t, int64_t, const int32_t*,            \
                                     Workspace<T>&, T*);                                                       \
   template double head_loss_forward_backward(const T*, const T*, int64_t, int64_t, int64_t, const int32_t*,   \

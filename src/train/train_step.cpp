@@ -345,14 +345,24 @@ StepStats part_forward(TrainParams<T>& params, TrainParams<T>* grads, TrainActiv
   // The mean over the targets that count: all of them, except where packed documents leave some out.
   const int64_t counted = counted_targets(a.targets, rows);
   stats.tokens = counted;
-  if (grads) {
+  if (o.token_objective) {  // dsv3 grpo: the objective's value is the main loss
+    DSV3_CHECK(D == 0, "[train] a token objective replaces the main model's cross-entropy; run it with MTP depth 0");
+    if (grads) {
+      zero(a.dhidden, rows * H);
+      ce_sum = head_objective_forward_backward(a.hidden, P.lm_head, rows, H, V, a.targets, *o.token_objective, ws,
+                                               a.dhidden, G.lm_head);
+    } else {
+      ce_sum = head_objective_forward(a.hidden, P.lm_head, rows, H, V, a.targets, *o.token_objective, ws);
+    }
+    stats.main_loss = ce_sum;
+  } else if (grads) {
     zero(a.dhidden, rows * H);
     ce_sum = head_loss_forward_backward(a.hidden, P.lm_head, rows, H, V, a.targets, per_target(counted), ws,
                                         a.dhidden, G.lm_head);
   } else {
     ce_sum = head_loss_forward(a.hidden, P.lm_head, rows, H, V, a.targets, ws, logits);
   }
-  stats.main_loss = mean_over(ce_sum, counted);
+  if (!o.token_objective) stats.main_loss = mean_over(ce_sum, counted);
 
   // MTP modules: forward, and the head's gradient down to dx_out (backward of the rest follows).
   for (int64_t k = 0; k < D; ++k) {

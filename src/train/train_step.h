@@ -27,6 +27,7 @@
 
 #include "model/config.h"
 #include "train/block_train.h"
+#include "train/loss_train.h"
 #include "train/moe_train.h"
 #include "train/train_model.h"
 #include "train/train_ops.h"
@@ -38,6 +39,9 @@ struct TrainOptions {
   int64_t mtp_depth = -1;   // MTP modules in the objective: -1 = num_nextn_predict_layers, 0 = none
   double mtp_lambda = 0.3;  // λ (TR §4.2: 0.3, later 0.1)
   MoeOptions moe;           // balance loss (off by default)
+  // In place of the main model's mean cross-entropy: a per-token objective of the targets'
+  // log-probabilities (loss_train.h; dsv3 grpo). Needs mtp_depth 0.
+  TokenObjective* token_objective = nullptr;
 };
 
 struct StepStats {
