@@ -45,6 +45,7 @@ int main(int argc, char** argv) {
   add(dsv3::cli::add_schedule, app);
   add(dsv3::cli::add_tasks, app);
   add(dsv3::cli::add_sft, app);
+  add(dsv3::cli::add_grpo, app);
 
   try {
     app.parse(argc, argv);

@@ -6,7 +6,10 @@
 #   - `dsv3 sft` fine-tunes a small pretrained model on those solutions: the loss counts only the reply
 #     tokens (fewer than the batch holds), the validation loss falls; a run stopped at step 2 and resumed
 #     ends with the same weights, bit for bit, as an uninterrupted one; `dsv3 train --resume` on it is
-#     refused, naming dsv3 sft; the checkpoint generates.
+#     refused, naming dsv3 sft; the checkpoint generates;
+#   - `dsv3 grpo` runs on it: a metrics line per step with rewards, KL, clip fraction, lengths, entropy,
+#     throughputs and the sampler-vs-trainer log-probability gap (small), held-out accuracy where asked;
+#     its checkpoint generates; a group of one completion is refused.
 #   bash tests/cli/posttrain_smoke.sh BUILD_DIR SOURCE_DIR
 set -uo pipefail
 # shellcheck source=lib/common.sh
@@ -58,7 +61,7 @@ assert header["options"]["preset"].startswith("sft:"), header["options"]["preset
 assert [s["step"] for s in steps] == list(range(1, 7))
 per_step = 2 * 256  # batch × seq
 counted = [b["tokens"] - a["tokens"] for a, b in zip([{"tokens": 0}] + steps, steps)]
-assert all(per_step / 4 < c < per_step for c in counted), counted  # the replies, not the prompts
+assert all(per_step / 8 < c < per_step * 3 / 4 for c in counted), counted  # the replies, not the prompts
 vals = [s["val_loss"] for s in steps if "val_loss" in s]
 assert len(vals) == 2 and vals[1] < vals[0], vals
 print(f"counted targets per step {counted}, val loss {vals[0]:.3f} -> {vals[1]:.3f}")
@@ -71,6 +74,31 @@ expect_error "dsv3 train --resume on an sft run names dsv3 sft" "continue the ru
 expect_error "sft needs --model" "--model DIR is required" "$dsv3" sft --data "$WORK/arithmetic-train.jsonl" \
   --steps 2 --out "$WORK/nomodel"
 run "the fine-tuned model generates" "$dsv3" generate --model "$WORK/sft" --prompt "Compute 12 + 34." -n 8 --temp 0
+
+echo "== dsv3 grpo"
+run "grpo, 3 steps of 2 prompts x 4 completions" "$dsv3" grpo --model "$WORK/sft" --task arithmetic --digits 1 \
+  --steps 3 --prompts-per-step 2 --num-generations 4 --max-completion-length 24 --eval-problems 6 --eval-every 2 \
+  --beta 0.05 --out "$WORK/grpo" --quiet &&
+  RUN_PRINT_LOG=1 run "grpo: metrics of every step, sampler and trainer agree" python3 - "$WORK/grpo/metrics.jsonl" <<'PY'
+import json, sys
+lines = [json.loads(l) for l in open(sys.argv[1])]
+assert lines[0]["type"] == "grpo" and lines[0]["num_generations"] == 4, lines[0]
+assert lines[1] == {"step": 0, "eval_accuracy": lines[1]["eval_accuracy"]}
+steps = lines[2:]
+assert [s["step"] for s in steps] == [1, 2, 3]
+for s in steps:
+    for key in ("reward", "accuracy", "format", "kl", "clip_fraction", "completion_length", "entropy",
+                "equal_groups", "rollout_tokens_per_s", "train_tokens_per_s", "sampler_logp_gap"):
+        assert key in s, (key, s)
+    assert 0 <= s["reward"] <= 1 and 0 < s["completion_length"] <= 24 and s["rollout_tokens_per_s"] > 0
+    assert s["sampler_logp_gap"] < 0.05, s["sampler_logp_gap"]  # bf16 GEMMs on both sides
+assert "eval_accuracy" in steps[1] and "eval_accuracy" in steps[2]
+print(f"reward {[round(s['reward'], 3) for s in steps]}, sampler-trainer log-prob gap "
+      f"{max(s['sampler_logp_gap'] for s in steps):.4f}")
+PY
+run "the GRPO checkpoint generates" "$dsv3" generate --model "$WORK/grpo" --prompt "Compute 1 + 2." -n 4 --temp 0
+expect_error "one completion per prompt is refused" "--num-generations must be >= 2" "$dsv3" grpo \
+  --model "$WORK/sft" --task parity --num-generations 1 --out "$WORK/grpo_bad"
 
 echo "posttrain_smoke: $failures failure(s)"
 exit $((failures > 0))
