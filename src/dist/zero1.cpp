@@ -17,18 +17,22 @@ Zero1::Zero1(const Comm& comm, int64_t arena_elements) : comm_(comm), total_(are
   }
 }
 
+std::vector<int64_t> Zero1::shard_sizes() const {
+  std::vector<int64_t> sizes;
+  for (int64_t r = 0; r < comm_.size(); ++r) sizes.push_back(end(r) - begin(r));
+  return sizes;
+}
+
+std::vector<int64_t> Zero1::shard_begins() const { return {bounds_.begin(), bounds_.end() - 1}; }
+
 void Zero1::reduce_scatter(const std::vector<const float*>& local, float* grads, const std::vector<int64_t>& order) {
   DSV3_ZONE("zero1.reduce_scatter");
   const int64_t D = comm_.size(), k = int64_t(local.size()), mine = shard_end() - shard_begin();
   DSV3_CHECK(k >= 1, "[zero1] no micro-batch gradients to reduce");
   // One all-to-all per local micro-batch, straight from its gradient (the owners' slices are consecutive
   // runs of the arena, in rank order); rank q's j-th micro-batch lands at [q][j] of recv_.
-  std::vector<int64_t> send_counts, send_offsets;
+  const std::vector<int64_t> send_counts = shard_sizes(), send_offsets = shard_begins();
   std::vector<int64_t> recv_counts(static_cast<size_t>(D), mine), recv_offsets(static_cast<size_t>(D));
-  for (int64_t r = 0; r < D; ++r) {
-    send_counts.push_back(end(r) - begin(r));
-    send_offsets.push_back(begin(r));
-  }
   recv_.resize(size_t(D * k * mine));
   for (int64_t j = 0; j < k; ++j) {
     for (int64_t q = 0; q < D; ++q) recv_offsets[size_t(q)] = (q * k + j) * mine;
@@ -69,19 +73,14 @@ double Zero1::sum_of_squares(const TrainParams<float>& grads) const {
 
 void Zero1::allgather(float* params) const {
   DSV3_ZONE("zero1.allgather");
-  std::vector<int64_t> counts, offsets;
-  for (int64_t r = 0; r < comm_.size(); ++r) {
-    counts.push_back(end(r) - begin(r));
-    offsets.push_back(begin(r));
-  }
-  comm_.allgatherv_in_place(params, counts, offsets);
+  comm_.allgatherv_in_place(params, shard_sizes(), shard_begins());
 }
 
 void Zero1::save_optimizer(const AdamW& shard, std::shared_ptr<const ParamLayout> layout,
                            const std::string& path) const {
   const size_t elem = shard.moment_element_bytes();
-  std::vector<int64_t> counts;
-  for (int64_t r = 0; r < comm_.size(); ++r) counts.push_back((end(r) - begin(r)) * int64_t(elem));
+  std::vector<int64_t> counts = shard_sizes();
+  for (int64_t& c : counts) c *= int64_t(elem);
   const bool root = comm_.rank() == 0;
   std::unique_ptr<AdamW> whole;
   if (root) {

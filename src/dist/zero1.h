@@ -35,6 +35,8 @@ class Zero1 {
   int64_t end(int64_t r) const { return bounds_[size_t(r + 1)]; }
   int64_t shard_begin() const { return begin(comm_.rank()); }
   int64_t shard_end() const { return end(comm_.rank()); }
+  std::vector<int64_t> shard_sizes() const;   // elements of each rank's shard
+  std::vector<int64_t> shard_begins() const;  // where each starts
 
   // `local`: this rank's micro-batch gradients (arena-sized, the same count on every rank). Writes the
   // sum over every rank's, for this rank's shard only, into grads[shard_begin, shard_end), adding them
