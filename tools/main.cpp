@@ -46,6 +46,7 @@ int main(int argc, char** argv) {
   add(dsv3::cli::add_tasks, app);
   add(dsv3::cli::add_sft, app);
   add(dsv3::cli::add_grpo, app);
+  add(dsv3::cli::add_distill, app);
 
   try {
     app.parse(argc, argv);

@@ -9,7 +9,8 @@
 #     refused, naming dsv3 sft; the checkpoint generates;
 #   - `dsv3 grpo` runs on it: a metrics line per step with rewards, KL, clip fraction, lengths, entropy,
 #     throughputs and the sampler-vs-trainer log-probability gap (small), held-out accuracy where asked;
-#     its checkpoint generates; a group of one completion is refused.
+#     its checkpoint generates; a group of one completion is refused;
+#   - `dsv3 distill` with a teacher that solves none of its problems stops with a message saying so.
 #   bash tests/cli/posttrain_smoke.sh BUILD_DIR SOURCE_DIR
 set -uo pipefail
 # shellcheck source=lib/common.sh
@@ -97,6 +98,9 @@ print(f"reward {[round(s['reward'], 3) for s in steps]}, sampler-trainer log-pro
       f"{max(s['sampler_logp_gap'] for s in steps):.4f}")
 PY
 run "the GRPO checkpoint generates" "$dsv3" generate --model "$WORK/grpo" --prompt "Compute 1 + 2." -n 4 --temp 0
+expect_error "distill with a teacher that solves nothing says so" "answered none of the 8 problems correctly" \
+  "$dsv3" distill --teacher "$WORK/base" --student "$WORK/base" --task countdown --problems 8 --samples 2 \
+  --max-completion-length 16 --steps 2 --out "$WORK/distill" --quiet
 expect_error "one completion per prompt is refused" "--num-generations must be >= 2" "$dsv3" grpo \
   --model "$WORK/sft" --task parity --num-generations 1 --out "$WORK/grpo_bad"
 
