@@ -111,19 +111,31 @@ class PipelineTrainer::Work final : public PipelineWork {
       std::memcpy(static_cast<char*>(out) + rows_ * H_ * sizeof(float), &st.balance_loss, sizeof(double));
   }
 
-  void backward(int phase, int64_t mb, bool, const void* in, void* out) override {
+  void backward(int phase, int64_t mb, bool zero_bubble, const void* in, void* out) override {
     const PipelineSlot at = slot(phase);
     const int64_t m = micro_batch(at.pipe, mb);
     const ModelPart& part = o_.parts_[size_t(at.stage)];
     float* demb = static_cast<float*>(out) + rows_ * H_;
     // The MTP embedding rows pass through (the last stage writes them, the first reads them).
     if (in) std::memcpy(demb, static_cast<const float*>(in) + rows_ * H_, size_t(demb_rows_ * H_) * sizeof(float));
-    train_part_backward(params_, *grads_[size_t(m)], *active_.at({phase, m}), options_, part,
-                        static_cast<const float*>(in), static_cast<float*>(out), demb);
+    TrainActivations<float>& acts = *active_.at({phase, m});
+    // A zero-bubble backward leaves its weight gradients to the W op — except under expert
+    // parallelism, whose expert weight gradients travel back to their ranks inside the backward.
+    const bool defer = zero_bubble && options_.moe.expert_group == nullptr;
+    acts.ws.defer_weight_grads(defer ? &deferred_[{phase, m}] : nullptr);
+    train_part_backward(params_, *grads_[size_t(m)], acts, options_, part, static_cast<const float*>(in),
+                        static_cast<float*>(out), demb);
+    acts.ws.defer_weight_grads(nullptr);
     release({phase, m});
   }
 
-  void weight(int, int64_t) override {}  // the backward ran whole (pipeline_train.h)
+  // The deferred weight gradients of the zero-bubble backward of (phase, mb), into its micro-batch's arena.
+  void weight(int phase, int64_t mb) override {
+    const auto it = deferred_.find({phase, micro_batch(slot(phase).pipe, mb)});
+    if (it == deferred_.end()) return;  // not deferred (expert parallelism)
+    run_deferred_weight_grads(it->second, weight_ws_);
+    deferred_.erase(it);
+  }
 
  private:
   PipelineSlot slot(int phase) const {
@@ -164,6 +176,8 @@ class PipelineTrainer::Work final : public PipelineWork {
   int64_t rows_ = 0, H_ = 0, demb_rows_ = 0;
   std::map<InFlight, std::unique_ptr<TrainActivations<float>>> active_;
   std::map<InFlight, TrainBatch> batches_;
+  std::map<InFlight, DeferredWeightGrads<float>> deferred_;  // zero-bubble backwards' weight gradients
+  Workspace<float> weight_ws_;                                // where the W ops run them
 };
 
 PipelineTrainer::PipelineTrainer(const Comm& world, const ParallelLayout& layout, const ModelConfig& config,

@@ -18,8 +18,11 @@
 // elsewhere). ZeRO-1's reduce-scatter adds them in the step's micro-batch order, so each parameter's sum
 // is one process's, bit for bit (adding the other stages' zeros changes nothing).
 //
-// Not built yet: the weight-gradient half of a zero-bubble backward is not split off (the backward runs
-// whole and its W op is empty, so the schedule's order holds but its deferral gains nothing), and a
+// Zero-bubble backwards (DualPipe, DualPipeV): the backward computes the input gradients and queues its
+// linears' weight-gradient GEMMs with copies of their inputs (train_ops.h's DeferredWeightGrads); the
+// schedule's W op runs them, first in first out, into the same micro-batch's arena — the same GEMMs on
+// the same inputs, so the gradients do not change. Under expert parallelism the backward runs whole (the
+// experts' weight gradients go back to their ranks inside it) and W is empty. Not built yet: a
 // forward/backward pair runs one after the other without overlapping their communication.
 #pragma once
 

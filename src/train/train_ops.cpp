@@ -114,6 +114,19 @@ Bf16Operand bf16_operand(Workspace<float>& ws, const float* x, int64_t rows, int
 template <typename T>
 void linear_backward_impl(Workspace<T>& ws, const T* x, const T* w, const T* dy, int64_t n, int64_t in, int64_t out,
                           T* dx, bool accumulate, T* dw, GemmKind kind) {
+  if (dw && ws.deferred_weight_grads()) {  // a zero-bubble backward: the weight gradient waits for its W
+    typename DeferredWeightGrads<T>::Wgrad& g = ws.deferred_weight_grads()->queue.emplace_back();
+    g.x.assign(x, x + n * in);
+    g.dy.assign(dy, dy + n * out);
+    g.n = n;
+    g.in = in;
+    g.out = out;
+    g.dw = dw;
+    g.kind = kind;
+    g.precision = ws.precision();
+    dw = nullptr;
+    if (!dx) return;
+  }
   const ComputePrecision p = gemm_precision(ws.precision(), kind);
   if constexpr (std::is_same_v<T, float>) {
     if (p != ComputePrecision::f32) {
@@ -173,6 +186,19 @@ void linear_forward(Workspace<T>& ws, const T* x, const T* w, int64_t n, int64_t
     }
   }
   gemm(Trans::no, Trans::yes, n, out, in, T(1), x, in, w, in, T(0), y, out);
+}
+
+template <typename T>
+void run_deferred_weight_grads(DeferredWeightGrads<T>& deferred, Workspace<T>& ws) {
+  DSV3_ZONE("linear.deferred_wgrad");
+  DSV3_CHECK(ws.deferred_weight_grads() == nullptr, "[train] deferred weight gradients run while deferring");
+  const ComputePrecision saved = ws.precision();
+  for (typename DeferredWeightGrads<T>::Wgrad& g : deferred.queue) {
+    ws.set_precision(g.precision);
+    linear_backward_impl<T>(ws, g.x.data(), nullptr, g.dy.data(), g.n, g.in, g.out, nullptr, true, g.dw, g.kind);
+  }
+  ws.set_precision(saved);
+  deferred.queue.clear();
 }
 
 template <typename T>
@@ -441,6 +467,7 @@ T dot(const T* a, const T* b, int64_t n) {
   template class Workspace<T>;                                                                                     \
   template void linear_forward(Workspace<T>&, const T*, const T*, int64_t, int64_t, int64_t, T*, GemmKind);       \
   template void linear_dgrad(Workspace<T>&, const T*, const T*, int64_t, int64_t, int64_t, T*, bool, GemmKind);    \
+  template void run_deferred_weight_grads(DeferredWeightGrads<T>&, Workspace<T>&);                                 \
   template void linear_wgrad(Workspace<T>&, const T*, const T*, int64_t, int64_t, int64_t, T*, GemmKind);          \
   template void linear_backward(Workspace<T>&, const T*, const T*, const T*, int64_t, int64_t, int64_t, T*, T*,    \
                                 GemmKind);                                                                         \

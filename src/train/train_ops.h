@@ -61,6 +61,9 @@ enum class GemmKind { projection, kept };
 // (never moving earlier ones) until the largest step has run once; after that nothing is allocated.
 // It also carries the step's ComputePrecision to the GEMMs run on its behalf.
 template <typename T>
+struct DeferredWeightGrads;
+
+template <typename T>
 class Workspace {
  public:
   T* take(int64_t n);
@@ -114,7 +117,32 @@ class Workspace {
   int64_t weights_size_ = 0;
   const uint16_t* weights_bf16_ = nullptr;
   const Fp8Weights* fp8_weights_ = nullptr;
+  DeferredWeightGrads<T>* deferred_ = nullptr;
+
+ public:
+  // Zero-bubble backwards (dist/pipeline_train.h): while set, the linears' weight-gradient GEMMs are
+  // queued in `deferred` (inputs copied) instead of run; run_deferred_weight_grads runs them later.
+  void defer_weight_grads(DeferredWeightGrads<T>* deferred) { deferred_ = deferred; }
+  DeferredWeightGrads<T>* deferred_weight_grads() const { return deferred_; }
 };
+
+// The weight-gradient GEMMs dW += dyᵀ · x a backward queued, in order, each with copies of its inputs.
+template <typename T>
+struct DeferredWeightGrads {
+  struct Wgrad {
+    std::vector<T> x, dy;  // [n, in], [n, out]
+    int64_t n = 0, in = 0, out = 0;
+    T* dw = nullptr;
+    GemmKind kind;
+    ComputePrecision precision;
+  };
+  std::vector<Wgrad> queue;
+};
+
+// Runs the queued GEMMs in order (each in the precision it was queued with), bit-equal to running them
+// where they were queued; empties the queue.
+template <typename T>
+void run_deferred_weight_grads(DeferredWeightGrads<T>& deferred, Workspace<T>& ws);
 
 // ---- linear: y[n, out] = x[n, in] · Wᵀ, W [out, in] (Hugging Face layout) ----
 // The three GEMMs of a linear layer (Fprop, Dgrad, Wgrad), in the workspace's precision for `kind`.
