@@ -157,18 +157,6 @@ void Comm::scatterv_bytes(const void* send, const std::vector<int64_t>& counts, 
         "MPI_Scatterv");
 }
 
-void Comm::alltoallv(const float* send, const std::vector<int64_t>& send_counts, float* recv,
-                     const std::vector<int64_t>& recv_counts) const {
-  if (!distributed()) {
-    std::memcpy(recv, send, size_t(send_counts[0]) * sizeof(float));
-    return;
-  }
-  const std::vector<int> sc = int_counts(send_counts, "alltoallv"), rc = int_counts(recv_counts, "alltoallv");
-  const std::vector<int> so = offsets_of(sc), ro = offsets_of(rc);
-  check(MPI_Alltoallv(send, sc.data(), so.data(), MPI_FLOAT, recv, rc.data(), ro.data(), MPI_FLOAT, handle_to_mpi(handle_)),
-        "MPI_Alltoallv");
-}
-
 void Comm::alltoallv(const float* send, const std::vector<int64_t>& send_counts,
                      const std::vector<int64_t>& send_offsets, float* recv, const std::vector<int64_t>& recv_counts,
                      const std::vector<int64_t>& recv_offsets) const {

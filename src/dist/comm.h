@@ -39,11 +39,7 @@ class Comm {
   void gatherv_bytes(const void* send, int64_t bytes, const std::vector<int64_t>& counts, void* recv, int root) const;
   // Bytes from `root` to every rank: rank r receives counts[r] bytes starting at prefix(counts)[r].
   void scatterv_bytes(const void* send, const std::vector<int64_t>& counts, void* recv, int root) const;
-  // send_counts[r] floats to rank r (consecutive in send, rank order); receives recv_counts[r] from
-  // rank r (consecutive in recv, rank order).
-  void alltoallv(const float* send, const std::vector<int64_t>& send_counts, float* recv,
-                 const std::vector<int64_t>& recv_counts) const;
-  // The same with explicit offsets (in floats) of each rank's block in send and in recv.
+  // send_counts[r] floats to rank r from send_offsets[r], recv_counts[r] from rank r to recv_offsets[r].
   void alltoallv(const float* send, const std::vector<int64_t>& send_counts, const std::vector<int64_t>& send_offsets,
                  float* recv, const std::vector<int64_t>& recv_counts, const std::vector<int64_t>& recv_offsets) const;
   // send_bytes[r] bytes to rank r, recv_bytes[r] from it (blocks consecutive in rank order).

@@ -20,8 +20,6 @@ void MpiExpertGroup::alltoallv(const void* send, const std::vector<int64_t>& sen
              "[train] an expert all-to-all needs a count for each of the ", ranks(), " ranks of the group");
   TraceRecorder::Span span = trace_ ? trace_->span("expert all-to-all", "communication")
                                     : TraceRecorder::Span(nullptr, "", "");
-  for (int64_t p = 0; p < ranks(); ++p)
-    if (p != rank()) bytes_sent_ += send_bytes[size_t(p)];
   comm_.alltoallv_bytes(send, send_bytes, recv, recv_bytes);
 }
 

@@ -25,13 +25,9 @@ class MpiExpertGroup final : public ExpertGroup {
   void alltoallv(const void* send, const std::vector<int64_t>& send_bytes, void* recv,
                  const std::vector<int64_t>& recv_bytes) const override;
 
-  // Bytes this rank sent to the other ranks of its group (not to itself) since construction.
-  int64_t bytes_sent() const { return bytes_sent_; }
-
  private:
   Comm comm_;
   TraceRecorder* trace_;
-  mutable int64_t bytes_sent_ = 0;
 };
 
 }  // namespace dsv3

@@ -196,14 +196,6 @@ PipelineTrainer::PipelineTrainer(const Comm& world, const ParallelLayout& layout
 
 PipelineTrainer::~PipelineTrainer() = default;
 
-std::vector<ModelPart> PipelineTrainer::parts_here() const {
-  std::vector<ModelPart> parts;
-  const int phases = schedule_.kind == PipelineSchedule::one_f_one_b ? 1 : 2;
-  for (int phase = 0; phase < phases; ++phase)
-    parts.push_back(parts_[size_t(pipeline_slot(schedule_.kind, schedule_.ranks, comm_.rank(), phase).stage)]);
-  return parts;
-}
-
 void PipelineTrainer::run(TrainParams<float>& params, const TrainOptions& options,
                           const std::function<void(int64_t, TrainBatch&)>& batch_of,
                           const std::vector<TrainParams<float>*>& grads, std::vector<std::optional<StepStats>>& stats,

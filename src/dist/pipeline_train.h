@@ -61,8 +61,6 @@ class PipelineTrainer {
   ~PipelineTrainer();
 
   int64_t micro_batches() const { return schedule_.micro_batches; }
-  // The parts this rank holds (one, or two for DualPipe and DualPipeV), for the layout's description.
-  std::vector<ModelPart> parts_here() const;
 
   // One step: micro-batch m (0 … M−1 of this pipeline) is batch_of(m); grads[m] (zeroed here)
   // receives this rank's share of its gradient; stats[m] is set where this rank ran its last stage;
