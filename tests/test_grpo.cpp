@@ -17,19 +17,6 @@
 namespace dsv3 {
 namespace {
 
-// Records each row's log-probability; no gradient.
-class Recorder final : public TokenObjective {
- public:
-  std::vector<double> logp;
-  explicit Recorder(int64_t rows) : logp(size_t(rows), NAN) {}
-  double gradient(int64_t row, double lp) override {
-    logp[size_t(row)] = lp;
-    return 0;
-  }
-  double value() const override { return 0; }
-  void reset() override {}
-};
-
 // N sequences of S + 1 tokens: prompt (prompt[b] tokens), completion (completion[b]), padding. Fills the
 // activations' documents and masks and the batch's row → completion map.
 struct Rollouts {
@@ -67,11 +54,12 @@ struct Rollouts {
 template <typename T>
 std::vector<double> current_logp(TrainParams<T>& params, TrainActivations<T>& acts, const Rollouts& r,
                                  TrainOptions o) {
-  Recorder rec(r.N * r.S);
+  std::vector<double> logp(size_t(r.N * r.S), NAN);
+  LogProbRecorder rec(logp);
   o.token_objective = &rec;
   r.use(acts);
   train_forward(params, acts, r.tokens.data(), o);
-  return rec.logp;
+  return logp;
 }
 
 // A small model in double (no MTP: the objective replaces the main head's loss), its rollouts and

@@ -24,7 +24,6 @@ DistillStats write_distillation_data(const DistillOptions& o, const std::string&
                                                                o.seed);
   std::ofstream out(out_path, std::ios::trunc);
   DSV3_CHECK(out.good(), "[distill] cannot write ", out_path);
-  const int32_t eos = *tokenizer.eos_id();
   DistillStats stats;
   ProgressBar bar("distill", o.problems, "problems");
   for (int64_t p0 = 0; p0 < o.problems; p0 += o.batch_problems) {
@@ -39,9 +38,7 @@ DistillStats write_distillation_data(const DistillOptions& o, const std::string&
       const TaskProblem& problem = problems[size_t(p0 + i)];
       bool solved = false;
       for (int64_t k = 0; k < o.samples; ++k) {
-        std::vector<int32_t> ids = replies[size_t(i * o.samples + k)].completion;
-        if (!ids.empty() && ids.back() == eos) ids.pop_back();
-        const std::string reply = tokenizer.decode(ids);
+        const std::string reply = completion_text(tokenizer, replies[size_t(i * o.samples + k)]);
         ++stats.sampled;
         if (score_task_reply(problem, reply).accuracy < 1) continue;
         ++stats.kept;

@@ -50,6 +50,22 @@ struct GrpoBatch {
   std::vector<int64_t> length;                  // [completions]: tokens counted
 };
 
+// Records each counted row's log-probability into `logp` (π_old and π_ref of a rollout batch); the
+// objective is 0, so a forward with it is a pure measurement.
+class LogProbRecorder final : public TokenObjective {
+ public:
+  explicit LogProbRecorder(std::vector<double>& logp) : logp_(logp) {}
+  double gradient(int64_t row, double logp) override {
+    logp_[size_t(row)] = logp;
+    return 0;
+  }
+  double value() const override { return 0; }
+  void reset() override {}
+
+ private:
+  std::vector<double>& logp_;
+};
+
 class GrpoObjective final : public TokenObjective {
  public:
   GrpoObjective(const GrpoOptions& options, const GrpoBatch& batch);

@@ -119,29 +119,13 @@ std::vector<Rollout> sample_completions(const Model& model, const Tokenizer& tok
   return out;
 }
 
-namespace {
-
-// The text after the prompt that the reward reads: the completion without its EOS.
-std::string reply_text(const Tokenizer& tokenizer, const Rollout& r, int32_t eos) {
-  std::vector<int32_t> ids = r.completion;
-  if (!ids.empty() && ids.back() == eos) ids.pop_back();
+std::string completion_text(const Tokenizer& tokenizer, const Rollout& rollout) {
+  std::vector<int32_t> ids = rollout.completion;
+  if (!ids.empty() && ids.back() == tokenizer.eos_id()) ids.pop_back();
   return tokenizer.decode(ids);
 }
 
-// Records each row's log-probability (π_old, π_ref); no gradient.
-class Recorder final : public TokenObjective {
- public:
-  explicit Recorder(std::vector<double>& logp) : logp_(logp) {}
-  double gradient(int64_t row, double lp) override {
-    logp_[size_t(row)] = lp;
-    return 0;
-  }
-  double value() const override { return 0; }
-  void reset() override {}
-
- private:
-  std::vector<double>& logp_;
-};
+namespace {
 
 double seconds_since(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -150,7 +134,6 @@ double seconds_since(std::chrono::steady_clock::time_point start) {
 struct Loop {
   const GrpoRunOptions& o;
   Tokenizer tokenizer;
-  int32_t eos = 0;
   TrainParams<float> params, reference;
   AdamW optimizer;
   std::vector<TaskProblem> train_problems, test_problems;
@@ -167,7 +150,6 @@ struct Loop {
           return a;
         }()) {
     DSV3_CHECK(tokenizer.eos_id().has_value(), "[grpo] ", options.model_dir, "/tokenizer.json has no EOS token");
-    eos = *tokenizer.eos_id();
     std::copy(params.data(), params.data() + params.size(), reference.data());
     const int64_t needed = o.steps * o.prompts_per_step;
     train_problems = make_task_problems(o.task, o.task_options, TaskSplit::train, needed, o.seed);
@@ -192,7 +174,7 @@ struct Loop {
         sample_completions(*model, tokenizer, prompts, 1, o.objective.max_completion_length, 0.0, o.seed);
     double correct = 0;
     for (size_t i = 0; i < replies.size(); ++i)
-      correct += score_task_reply(test_problems[i], reply_text(tokenizer, replies[i], eos)).accuracy;
+      correct += score_task_reply(test_problems[i], completion_text(tokenizer, replies[i])).accuracy;
     return correct / double(replies.size());
   }
 
@@ -222,7 +204,7 @@ struct Loop {
     double entropy = 0;
     for (int64_t i = 0; i < n; ++i) {
       const Rollout& r = rollouts[size_t(i)];
-      const TaskReward reward = score_task_reply(*problems[size_t(i / G)], reply_text(tokenizer, r, eos));
+      const TaskReward reward = score_task_reply(*problems[size_t(i / G)], completion_text(tokenizer, r));
       rewards.push_back(reward.total);
       rec.reward += reward.total / double(n);
       rec.accuracy += reward.accuracy / double(n);
@@ -271,11 +253,11 @@ struct Loop {
     batch.ref_logp.assign(size_t(n * S), 0.0);
     const auto train_start = std::chrono::steady_clock::now();
     {
-      Recorder old(batch.old_logp);
+      LogProbRecorder old(batch.old_logp);
       to.token_objective = &old;
       train_forward(params, acts, tokens.data(), to);
       if (o.objective.beta > 0) {
-        Recorder ref(batch.ref_logp);
+        LogProbRecorder ref(batch.ref_logp);
         to.token_objective = &ref;
         train_forward(reference, acts, tokens.data(), to);
       } else {

@@ -85,6 +85,9 @@ std::vector<Rollout> sample_completions(const Model& model, const Tokenizer& tok
                                         const std::vector<std::vector<int32_t>>& prompts, int64_t per_prompt,
                                         int64_t max_tokens, double temperature, uint64_t seed);
 
+// The text a reward reads: the completion decoded, without its closing EOS.
+std::string completion_text(const Tokenizer& tokenizer, const Rollout& rollout);
+
 // Runs the whole loop; on_step after every step (and after evaluations).
 void run_grpo(const GrpoRunOptions& options, const std::function<void(const GrpoStepRecord&)>& on_step);
 
